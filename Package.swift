@@ -1,0 +1,55 @@
+// swift-tools-version: 6.0
+// Skiff: a container lab. The module graph follows the lesson order (shared/DESIGN.md §1–2):
+// CSkiff <- SkiffKernel <- one module per isolation layer <- lessons.
+import PackageDescription
+
+/// Lessons that exist so far, in order; each builds `lessonNN-topic` from `lessons/NN-topic/`.
+let lessons: [(folder: String, layers: [Target.Dependency])] = [
+    ("01-uts", ["SkiffNamespaces"]),
+    ("02-pid", ["SkiffNamespaces", "SkiffRootfs"]),
+    ("03-mount", ["SkiffNamespaces", "SkiffRootfs"]),
+    ("04-ipc", ["SkiffNamespaces", "SkiffRootfs"]),
+    ("05-user", ["SkiffNamespaces", "SkiffRootfs"]),
+    ("06-net", ["SkiffNamespaces", "SkiffRootfs", "SkiffNetwork"]),
+]
+
+let package = Package(
+    name: "skiff",
+    platforms: [.macOS(.v13)],
+    products: lessons.map { .executable(name: "lesson" + $0.folder, targets: ["lesson" + $0.folder]) },
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+    ],
+    targets: [
+        // C, only what Swift cannot do: clone, setns, pivot_root, signal forwarding, wait macros.
+        .target(name: "CSkiff"),
+        // System libraries, used by the security (seccomp, capabilities) and image (archive) layers.
+        .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
+        .systemLibrary(name: "CCap", pkgConfig: "libcap", providers: [.apt(["libcap-dev"])]),
+        .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
+
+        .target(name: "SkiffKernel", dependencies: ["CSkiff"]),
+        .target(name: "SkiffNamespaces", dependencies: ["SkiffKernel"]),
+        .target(name: "SkiffRootfs", dependencies: ["SkiffKernel"]),
+        .target(name: "SkiffNetwork", dependencies: ["SkiffKernel"]),
+        // The lesson contract shared by every lesson executable: --explain, --step, -- CMD, exit codes.
+        .target(
+            name: "SkiffLesson",
+            dependencies: ["SkiffKernel", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+
+        .testTarget(
+            name: "SkiffTests",
+            dependencies: ["SkiffKernel", "SkiffNamespaces", "SkiffRootfs", "SkiffNetwork", "SkiffLesson"]
+        ),
+    ]
+        + lessons.map { lesson in
+            .executableTarget(
+                name: "lesson" + lesson.folder,
+                dependencies: ["SkiffKernel", "SkiffLesson"] + lesson.layers
+                    + [.product(name: "ArgumentParser", package: "swift-argument-parser")],
+                path: "lessons/" + lesson.folder,
+                exclude: ["README.md"]
+            )
+        }
+)

@@ -1,0 +1,3 @@
+// libarchive for Swift: archive handles arrive as OpaquePointer.
+#include <archive.h>
+#include <archive_entry.h>

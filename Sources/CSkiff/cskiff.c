@@ -1,0 +1,96 @@
+#define _GNU_SOURCE
+#include "cskiff.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+_Static_assert(SK_CLONE_NEWNS == CLONE_NEWNS, "CLONE_NEWNS");
+_Static_assert(SK_CLONE_NEWCGROUP == CLONE_NEWCGROUP, "CLONE_NEWCGROUP");
+_Static_assert(SK_CLONE_NEWUTS == CLONE_NEWUTS, "CLONE_NEWUTS");
+_Static_assert(SK_CLONE_NEWIPC == CLONE_NEWIPC, "CLONE_NEWIPC");
+_Static_assert(SK_CLONE_NEWUSER == CLONE_NEWUSER, "CLONE_NEWUSER");
+_Static_assert(SK_CLONE_NEWPID == CLONE_NEWPID, "CLONE_NEWPID");
+_Static_assert(SK_CLONE_NEWNET == CLONE_NEWNET, "CLONE_NEWNET");
+
+pid_t sk_clone(unsigned long namespace_flags) {
+    // x86_64 argument order: flags, stack, parent_tid, child_tid, tls. SIGCHLD makes the child
+    // an ordinary child that waitpid() reports.
+    return (pid_t)syscall(SYS_clone, namespace_flags | SIGCHLD, NULL, NULL, NULL, 0);
+}
+
+int sk_unshare(unsigned long namespace_flags) { return unshare((int)namespace_flags); }
+
+int sk_setns(int fd, int namespace_type) { return setns(fd, namespace_type); }
+
+int sk_pivot_root(const char *new_root, const char *put_old) {
+    return (int)syscall(SYS_pivot_root, new_root, put_old);
+}
+
+int sk_setresuid(uid_t uid) { return setresuid(uid, uid, uid); }
+
+int sk_setresgid(gid_t gid) { return setresgid(gid, gid, gid); }
+
+int sk_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+int sk_set_parent_death_signal(int signal_number) {
+    return prctl(PR_SET_PDEATHSIG, (unsigned long)signal_number, 0UL, 0UL, 0UL);
+}
+
+dev_t sk_makedev(unsigned int major, unsigned int minor) { return makedev(major, minor); }
+
+int sk_exited(int status) { return WIFEXITED(status); }
+int sk_exit_status(int status) { return WEXITSTATUS(status); }
+int sk_signaled(int status) { return WIFSIGNALED(status); }
+int sk_term_signal(int status) { return WTERMSIG(status); }
+
+static volatile sig_atomic_t forward_target = 0;
+static const int forwarded_signals[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH};
+#define FORWARDED_COUNT (sizeof(forwarded_signals) / sizeof(forwarded_signals[0]))
+
+static void forward_signal(int signal_number, siginfo_t *info, void *context) {
+    (void)context;
+    // si_code > 0 means the kernel sent it (SI_KERNEL: a terminal's Ctrl-C, Ctrl-\), which the
+    // foreground process group, container included, already received. kill(1) sends SI_USER (0).
+    if (info != NULL && info->si_code > 0) return;
+    pid_t target = forward_target;
+    if (target > 0) {
+        int saved = errno;  // a handler must not change errno under the interrupted code
+        kill(target, signal_number);
+        errno = saved;
+    }
+}
+
+void sk_forward_signals_install(void) {
+    struct sigaction action;
+    memset(&action, 0, sizeof(action));
+    action.sa_sigaction = forward_signal;
+    action.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&action.sa_mask);
+    sigset_t forwarded;
+    sigemptyset(&forwarded);
+    for (size_t i = 0; i < FORWARDED_COUNT; i++) {
+        sigaction(forwarded_signals[i], &action, NULL);
+        sigaddset(&forwarded, forwarded_signals[i]);
+    }
+    // Whoever started us may have blocked them (test runners and some supervisors do).
+    sigprocmask(SIG_UNBLOCK, &forwarded, NULL);
+}
+
+void sk_forward_signals_to(pid_t target) { forward_target = target; }
+
+void sk_forward_signals_reset(void) {
+    forward_target = 0;
+    for (size_t i = 0; i < FORWARDED_COUNT; i++) signal(forwarded_signals[i], SIG_DFL);
+    // The command starts with no signal blocked, whatever mask we inherited (execve keeps it).
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+}

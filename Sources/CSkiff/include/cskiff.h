@@ -1,0 +1,69 @@
+// CSkiff: the few kernel calls Swift cannot make on Linux.
+//
+// Each function says why it is here. Mostly: Glibc's Swift module is built without _GNU_SOURCE, so it
+// lacks clone/unshare/setns/pivot_root, the CLONE_NEW* flags, setresuid and pipe2; `syscall` and
+// `ioctl` are variadic; the wait-status macros are macros; and a signal handler must be C.
+#ifndef CSKIFF_H
+#define CSKIFF_H
+
+#include <sys/types.h>
+// struct sockaddr_nl and NETLINK_ROUTE, which Glibc's Swift module does not include.
+#include <linux/netlink.h>
+
+// Namespace flags (linux/sched.h). Literal values, because Swift cannot see the _GNU_SOURCE macros;
+// cskiff.c checks each against the kernel header at compile time.
+#define SK_CLONE_NEWNS 0x00020000UL
+#define SK_CLONE_NEWCGROUP 0x02000000UL
+#define SK_CLONE_NEWUTS 0x04000000UL
+#define SK_CLONE_NEWIPC 0x08000000UL
+#define SK_CLONE_NEWUSER 0x10000000UL
+#define SK_CLONE_NEWPID 0x20000000UL
+#define SK_CLONE_NEWNET 0x40000000UL
+
+/// clone(2) without a new stack: like fork(2), but the child starts in new namespaces.
+/// Returns the child's pid in the parent, 0 in the child, -1 with errno on failure.
+/// The raw syscall (as crun does) instead of glibc's clone() wrapper, which needs a separate stack
+/// and a function pointer; with a NULL stack the child continues on a copy of the caller's stack.
+pid_t sk_clone(unsigned long namespace_flags);
+
+/// unshare(2): not in Glibc's Swift module.
+int sk_unshare(unsigned long namespace_flags);
+
+/// setns(2): not in Glibc's Swift module.
+int sk_setns(int fd, int namespace_type);
+
+/// pivot_root(2): glibc has no wrapper at all.
+int sk_pivot_root(const char *new_root, const char *put_old);
+
+/// setresuid(2)/setresgid(2): _GNU_SOURCE only.
+int sk_setresuid(uid_t uid);
+int sk_setresgid(gid_t gid);
+
+/// pipe2(2) with O_CLOEXEC: _GNU_SOURCE only. Close-on-exec so a successful execve closes the
+/// child's end and the parent reads end-of-file.
+int sk_pipe_cloexec(int fds[2]);
+
+/// prctl(PR_SET_PDEATHSIG): prctl is variadic.
+int sk_set_parent_death_signal(int signal_number);
+
+/// makedev(3) is a macro.
+dev_t sk_makedev(unsigned int major, unsigned int minor);
+
+/// The wait-status macros of sys/wait.h.
+int sk_exited(int status);
+int sk_exit_status(int status);
+int sk_signaled(int status);
+int sk_term_signal(int status);
+
+/// Forward the signals a user sends to the container (HUP INT QUIT TERM USR1 USR2 WINCH) to
+/// `target`. Installed before the child exists (target 0 drops them) so no signal arrives between
+/// clone and install with the default action, which would kill us and orphan the container.
+/// Signals the terminal generates (Ctrl-C) reach the whole foreground process group, the container
+/// included, so they are not forwarded a second time.
+void sk_forward_signals_install(void);
+void sk_forward_signals_to(pid_t target);
+/// Restore default dispositions and an empty signal mask: the child must not inherit the
+/// forwarding handler, nor a mask that would leave the command deaf to SIGTERM.
+void sk_forward_signals_reset(void);
+
+#endif

@@ -1,0 +1,159 @@
+import CSkiff
+@preconcurrency import Glibc
+
+/// How a process ended, and the status a shell would report for it.
+public enum ExitStatus: Equatable, Sendable {
+    case exited(Int32)
+    case signaled(Int32)
+
+    init(waitStatus: Int32) {
+        self = sk_exited(waitStatus) != 0 ? .exited(sk_exit_status(waitStatus)) : .signaled(sk_term_signal(waitStatus))
+    }
+
+    /// The exit code, or 128+N for a process killed by signal N (as sh and docker report it).
+    public var code: Int32 {
+        switch self {
+        case .exited(let code): code
+        case .signaled(let signal): 128 + signal
+        }
+    }
+}
+
+/// The container's first process, seen from the parent.
+///
+/// `clone` starts the child in new namespaces and holds it on a pipe until `start()`, because the
+/// parent has work to do first that only it can do (writing the child's uid_map, moving a veth
+/// into its network namespace). A second, close-on-exec pipe carries the child's setup error back:
+/// end-of-file without a message means execve succeeded. Same two-pipe idea as runc and crun.
+public struct ContainerProcess {
+    public let pid: pid_t
+    private let goWriter: Int32
+    private let reportReader: Int32
+
+    /// clone(2) with `namespaces` and runs `body` in the child once the parent calls `start()`.
+    /// `body` ends in execve; whatever it throws goes to the parent and ends the child.
+    public static func clone(
+        _ namespaces: NamespaceSet, kernel: Kernel, why: @autoclosure () -> String,
+        child body: (ChildSide) throws -> Never
+    ) throws(SyscallError) -> ContainerProcess {
+        let go = try makePipe()
+        let report = try makePipe()
+        // Before clone, so a signal that arrives before the child exists cannot kill us.
+        sk_forward_signals_install()
+        kernel.narrator.call("clone(\(namespaces == [] ? "" : "\(namespaces)|")SIGCHLD)", why: why())
+        let pid = sk_clone(namespaces.rawValue)
+        if pid == -1 {
+            let error = SyscallError("clone \(namespaces)")
+            sk_forward_signals_reset()
+            [go.reader, go.writer, report.reader, report.writer].forEach { _ = close($0) }
+            throw error
+        }
+        if pid == 0 {
+            sk_forward_signals_reset()
+            close(go.writer)
+            close(report.reader)
+            let side = ChildSide(reportWriter: report.writer)
+            do {
+                try kernel.run(.setParentDeathSignal(SIGKILL), why: "if the lesson dies, the container dies with it")
+                // Wait for the parent's go; end-of-file means it died before giving one.
+                var byte: UInt8 = 0
+                guard read(go.reader, &byte, 1) == 1 else { _exit(125) }
+                close(go.reader)
+                try body(side)
+            } catch {
+                side.fail(error)
+            }
+        }
+        close(go.reader)
+        close(report.writer)
+        sk_forward_signals_to(pid)
+        return ContainerProcess(pid: pid, goWriter: go.writer, reportReader: report.reader)
+    }
+
+    /// Does the parent's part of the setup (id maps, moving a link in), then lets the child go on.
+    /// If the parent's part fails, the child is killed and reaped before the error is rethrown,
+    /// so no half-made container is left behind.
+    public func start(after parentSetup: () throws -> Void) throws {
+        do {
+            try parentSetup()
+        } catch {
+            kill(pid, SIGKILL)
+            _ = try? wait()
+            throw error
+        }
+        try start()
+    }
+
+    /// Lets the child go on with its setup.
+    public func start() throws(SyscallError) {
+        var byte: UInt8 = 1
+        let written = write(goWriter, &byte, 1)
+        close(goWriter)
+        if written != 1 { throw SyscallError("write go to child", path: "\(pid)") }
+    }
+
+    /// Waits for the child to exit and returns how it ended; throws what the child reported if its
+    /// setup or execve failed, after it has been reaped.
+    public func wait() throws(SkiffError) -> ExitStatus {
+        let report = readAll(reportReader)
+        close(reportReader)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 {
+            guard errno == EINTR else {
+                throw SkiffError(.setupFailed, "waitpid \(pid)", cause: SyscallError("waitpid"))
+            }
+        }
+        sk_forward_signals_to(0)
+        if let failure = ChildSide.decode(report) { throw failure }
+        return ExitStatus(waitStatus: status)
+    }
+
+    private static func makePipe() throws(SyscallError) -> (reader: Int32, writer: Int32) {
+        var fds: [Int32] = [-1, -1]
+        try check(sk_pipe_cloexec(&fds), "pipe2")
+        return (fds[0], fds[1])
+    }
+}
+
+/// The child's end of the setup channel.
+public struct ChildSide {
+    let reportWriter: Int32
+
+    /// Sends `error` to the parent and ends this process with the matching exit status
+    /// (125 setup failed, 126 command not executable, 127 command not found).
+    public func fail(_ error: any Error) -> Never {
+        let skiffError = error as? SkiffError ?? SkiffError(.setupFailed, "\(error)")
+        let code = UInt8(skiffError.exitStatus)
+        var bytes = [code] + Array(skiffError.message.utf8)
+        if let cause = skiffError.cause { bytes += Array(": \(cause)".utf8) }
+        bytes.withUnsafeMutableBytes { _ = write(reportWriter, $0.baseAddress, $0.count) }
+        _exit(Int32(code))
+    }
+
+    /// Closes this process's copy of the report pipe. A process that forks the command (a tiny
+    /// init) calls it after fork, so the parent sees end-of-file when the command's execve succeeds.
+    public func closeReport() { close(reportWriter) }
+
+    static func decode(_ report: [UInt8]) -> SkiffError? {
+        guard let code = report.first else { return nil }
+        let message = String(decoding: report.dropFirst(), as: UTF8.self)
+        switch code {
+        case 126: return SkiffError(.commandNotExecutable, message)
+        case 127: return SkiffError(.commandNotFound, message)
+        default: return SkiffError(.setupFailed, message)
+        }
+    }
+}
+
+func readAll(_ fd: Int32) -> [UInt8] {
+    var result: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if count > 0 {
+            result += buffer[0..<count]
+        } else if count == 0 || errno != EINTR {
+            return result
+        }
+    }
+}

@@ -1,0 +1,29 @@
+@preconcurrency import Glibc
+
+/// The flags of mount(2), printed as `MS_BIND|MS_REC` the way runc's mount errors print them.
+public struct MountFlags: OptionSet, Sendable, Hashable, CustomStringConvertible {
+    public let rawValue: UInt
+    public init(rawValue: UInt) { self.rawValue = rawValue }
+
+    public static let readOnly = MountFlags(rawValue: UInt(MS_RDONLY))
+    public static let noSuid = MountFlags(rawValue: UInt(MS_NOSUID))
+    public static let noDev = MountFlags(rawValue: UInt(MS_NODEV))
+    public static let noExec = MountFlags(rawValue: UInt(MS_NOEXEC))
+    public static let remount = MountFlags(rawValue: UInt(MS_REMOUNT))
+    public static let bind = MountFlags(rawValue: UInt(MS_BIND))
+    public static let recursive = MountFlags(rawValue: UInt(MS_REC))
+    public static let `private` = MountFlags(rawValue: UInt(MS_PRIVATE))
+    public static let slave = MountFlags(rawValue: UInt(MS_SLAVE))
+    public static let strictAtime = MountFlags(rawValue: UInt(MS_STRICTATIME))
+
+    static let names: [(MountFlags, String)] = [
+        (.readOnly, "MS_RDONLY"), (.noSuid, "MS_NOSUID"), (.noDev, "MS_NODEV"), (.noExec, "MS_NOEXEC"),
+        (.remount, "MS_REMOUNT"), (.bind, "MS_BIND"), (.recursive, "MS_REC"), (.private, "MS_PRIVATE"),
+        (.slave, "MS_SLAVE"), (.strictAtime, "MS_STRICTATIME"),
+    ]
+
+    public var description: String {
+        let flags = Self.names.filter { contains($0.0) }.map(\.1)
+        return flags.isEmpty ? "0" : flags.joined(separator: "|")
+    }
+}

@@ -1,0 +1,314 @@
+import Foundation
+import Testing
+
+/// Real tests, as root: run the lesson executables on the busybox sample and ask the probe.
+/// Serialized because they create namespaces, mounts and IPC objects on one host.
+@Suite("real, as root", .serialized, .enabled(if: Host.canRunLessons, "the lessons need root"))
+struct RealTests {
+    /// Every lesson leaves the host's mount table as it found it.
+    static func expectHostMountsUnchanged(_ body: () throws -> Void) throws {
+        let before = try Host.mountTable()
+        try body()
+        #expect(try Host.mountTable() == before, "no mount is left behind on the host")
+    }
+
+    /// Inside, exactly the namespaces in `new` differ from the host's; the rest are shared.
+    static func expectNamespaces(_ executable: String, new: Set<String>) throws {
+        let probe = ["lesson01-uts", "lesson02-pid"].contains(executable) ? Host.sampleRootfs + "/probe" : "/probe"
+        let inside = namespaces(from: try lesson(executable, ["--", probe, "ns"]))
+        let host = Host.namespaceInodes()
+        for (name, inode) in host {
+            if new.contains(name) {
+                #expect(inside[name] != nil && inside[name] != inode, "\(name) namespace is new")
+            } else {
+                #expect(inside[name] == inode, "\(name) namespace is the host's")
+            }
+        }
+    }
+}
+
+extension RealTests {
+    @Suite("lesson 01: UTS namespace")
+    struct Lesson01UTS {
+        @Test("every command in lessons/01-uts/README.md runs as shown")
+        func readme() throws {
+            try ReadmeCheck.verify(lesson: "01-uts")
+        }
+
+        @Test("the hostname inside is the one given and the host's is unchanged")
+        func hostname() throws {
+            let hostBefore = ProcessInfo.processInfo.hostName
+            let outcome = try lesson("lesson01-uts", ["--hostname", "skiff-demo", "--", "hostname"])
+            #expect(outcome.status == 0)
+            #expect(outcome.stdout == "skiff-demo\n")
+            #expect(gethostnameString() == hostBefore)
+            #expect(outcome.stderr.isEmpty, "silent without --explain")
+        }
+
+        @Test("only the UTS namespace is new")
+        func namespaces() throws {
+            try RealTests.expectNamespaces("lesson01-uts", new: ["uts"])
+        }
+
+        @Test("the command's exit status and fatal signal pass through")
+        func exitStatus() throws {
+            #expect(try lesson("lesson01-uts", ["--", "sh", "-c", "exit 7"]).status == 7)
+            #expect(try lesson("lesson01-uts", ["--", Host.sampleRootfs + "/probe", "kill-self", "15"]).status == 143)
+        }
+
+        @Test("a bad hostname and a missing command are clear errors")
+        func badInput() throws {
+            let badName = try lesson("lesson01-uts", ["--hostname", "bad_name", "--", "true"])
+            #expect(badName.status == 125)
+            #expect(badName.stderr.contains("lesson01-uts: invalid hostname \"bad_name\""))
+            let missing = try lesson("lesson01-uts", ["--", "no-such-command-skiff"])
+            #expect(missing.status == 127)
+            #expect(missing.stderr.contains("no-such-command-skiff: command not found"))
+        }
+
+        @Test("--explain narrates each call with its arguments and why; --step waits for Enter")
+        func narration() throws {
+            let explained = try lesson("lesson01-uts", ["--hostname", "demo", "--explain", "--", "hostname"])
+            #expect(explained.stdout == "demo\n")
+            #expect(explained.stderr.contains("clone(CLONE_NEWUTS|SIGCHLD)"))
+            #expect(explained.stderr.contains("sethostname(\"demo\", 4)"))
+            #expect(explained.stderr.contains("name the container; the host keeps its own name"))
+            // In a session of its own, so --step reads the piped Enters, not a developer's terminal.
+            let stepped = try Started(
+                Host.executable("lesson01-uts"), ["--hostname", "demo", "--step", "--", "hostname"],
+                input: "\n\n\n\n\n", newSession: true
+            ).finish()
+            #expect(stepped.status == 0)
+            #expect(stepped.stdout == "demo\n")
+            #expect(stepped.stderr.components(separatedBy: "[press Enter to run it]").count - 1 == 4)
+        }
+    }
+
+    @Suite("lesson 02: PID namespace")
+    struct Lesson02PID {
+        @Test("every command in lessons/02-pid/README.md runs as shown")
+        func readme() throws {
+            try ReadmeCheck.verify(lesson: "02-pid")
+        }
+
+        @Test("the command is PID 1 and /proc shows only its processes")
+        func pidOne() throws {
+            #expect(try lesson("lesson02-pid", ["--", Host.sampleRootfs + "/probe", "pid"]).stdout == "1\n")
+            let ps = try lesson("lesson02-pid", ["--", Host.sampleRootfs + "/probe", "ps"])
+            #expect(ps.lines == ["1 probe"])
+        }
+
+        @Test("the PID and mount namespaces are new, and the host's /proc is untouched")
+        func namespaces() throws {
+            try RealTests.expectHostMountsUnchanged {
+                try RealTests.expectNamespaces("lesson02-pid", new: ["uts", "pid", "mnt"])
+            }
+        }
+
+        @Test("with --init, the command is PID 2 and its orphans are reaped")
+        func initReaps() throws {
+            let probe = Host.sampleRootfs + "/probe"
+            let outcome = try lesson(
+                "lesson02-pid",
+                ["--init", "--", "sh", "-c", "\(probe) pid; \(probe) orphan >/dev/null; \(probe) sleep 0.5; \(probe) zombies"])
+            #expect(outcome.lines == ["3", "0"], "sh is PID 2, the probe it starts PID 3, and no zombie is left")
+        }
+
+        @Test("without --init a signal PID 1 has no handler for is ignored")
+        func pidOneIgnoresSignals() throws {
+            let outcome = try lesson("lesson02-pid", ["--", Host.sampleRootfs + "/probe", "kill-self", "15"])
+            #expect(outcome.stderr.contains("still alive after raise"))
+        }
+
+        @Test("with --init, SIGTERM sent to the lesson reaches the command")
+        func initForwardsSignals() throws {
+            let started = try Started(
+                Host.executable("lesson02-pid"), ["--init", "--", "sh", "-c", "echo ready; exec \(Host.sampleRootfs)/probe sleep 30"])
+            try started.waitForOutput("ready")
+            kill(started.pid, SIGTERM)
+            #expect(started.finish().status == 143)
+        }
+    }
+
+    @Suite("lesson 03: mount namespace and pivot_root")
+    struct Lesson03Mount {
+        @Test("every command in lessons/03-mount/README.md runs as shown")
+        func readme() throws {
+            try ReadmeCheck.verify(lesson: "03-mount")
+        }
+
+        @Test("a host file is not visible after pivot_root, and the rootfs's files are")
+        func hostInvisible() throws {
+            let marker = "/tmp/skiff-host-marker-\(UUID().uuidString)"
+            _ = FileManager.default.createFile(atPath: marker, contents: Data("host".utf8))
+            defer { try? FileManager.default.removeItem(atPath: marker) }
+            let outside = try lesson("lesson03-mount", ["--", "/probe", "exists", marker])
+            #expect(outside.status == 1 && outside.stdout == "no\n")
+            let inside = try lesson("lesson03-mount", ["--", "/probe", "exists", "/.skiff-sample"])
+            #expect(inside.status == 0)
+        }
+
+        @Test("/proc, a read-only /sys and a minimal /dev are mounted; nothing is left on the host")
+        func mounts() throws {
+            try RealTests.expectHostMountsUnchanged {
+                let mounts = try lesson("lesson03-mount", ["--", "/probe", "mounts"]).lines
+                #expect(mounts.contains { $0.hasPrefix("/proc proc ") })
+                #expect(mounts.contains { $0.hasPrefix("/sys sysfs ro,") })
+                #expect(mounts.contains { $0.hasPrefix("/dev tmpfs ") })
+                #expect(mounts.contains { $0.hasPrefix("/dev/pts devpts ") })
+                #expect(mounts.contains { $0.hasPrefix("/dev/shm tmpfs ") })
+                #expect(!mounts.contains { $0.hasPrefix("/work") || $0.hasPrefix("/home") }, "no host mount remains")
+                let dev = try lesson("lesson03-mount", ["--", "/probe", "ls", "/dev"]).lines
+                #expect(
+                    dev == [
+                        "core", "fd", "full", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin", "stdout", "tty", "urandom", "zero",
+                    ])
+                let write = try lesson("lesson03-mount", ["--", "/probe", "write", "/sys/kernel/skiff", "x"])
+                #expect(write.status == 1 && write.stderr.contains("Read-only file system"))
+            }
+        }
+
+        @Test("the devices work and /proc shows only the container")
+        func devicesWork() throws {
+            let outcome = try lesson(
+                "lesson03-mount", ["--", "sh", "-c", "echo gone > /dev/null && head -c 4 /dev/zero | wc -c && /probe ps; true"])
+            // `; true` keeps sh from exec'ing the probe, so both show up.
+            #expect(outcome.lines.first == "4")
+            let processes = outcome.lines.dropFirst().map { $0.split(separator: " ").map(String.init) }
+            #expect(processes.map { $0.last } == ["sh", "probe"], "only the container's processes")
+            #expect(processes.first?.first == "1")
+        }
+
+        @Test("a missing rootfs and a rootfs without the command are clear errors")
+        func badRootfs() throws {
+            let missing = try lesson("lesson03-mount", ["--rootfs", "/nonexistent-skiff", "--", "true"])
+            #expect(missing.status == 125)
+            #expect(missing.stderr.contains("rootfs /nonexistent-skiff does not exist"))
+            let noCommand = try lesson("lesson03-mount", ["--", "no-such-command-skiff"])
+            #expect(noCommand.status == 127)
+        }
+
+        @Test("--explain shows pivot_root and the detach of the old root")
+        func narration() throws {
+            let outcome = try lesson("lesson03-mount", ["--explain", "--", "true"])
+            #expect(outcome.status == 0)
+            #expect(outcome.stderr.contains("pivot_root(\".\", \".\")"))
+            #expect(outcome.stderr.contains("umount2(\".\", MNT_DETACH)"))
+        }
+    }
+
+    @Suite("lesson 04: IPC namespace")
+    struct Lesson04IPC {
+        @Test("every command in lessons/04-ipc/README.md runs as shown")
+        func readme() throws {
+            try ReadmeCheck.verify(lesson: "04-ipc")
+        }
+
+        @Test("a host SysV segment is invisible inside, and the container's does not reach the host")
+        func sharedMemory() throws {
+            let id = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0o600)
+            try #require(id >= 0)
+            defer { shmctl(id, IPC_RMID, nil) }
+            let hostSegments = try String(contentsOfFile: "/proc/sysvipc/shm", encoding: .utf8)
+            #expect(hostSegments.contains(" \(id) "))
+            let inside = try lesson(
+                "lesson04-ipc", ["--", "sh", "-c", "/probe shm; /probe shm-create 4096 >/dev/null; /probe shm | wc -l"])
+            #expect(inside.lines == ["1"], "nothing of the host's; then exactly the container's own segment")
+            #expect(try String(contentsOfFile: "/proc/sysvipc/shm", encoding: .utf8) == hostSegments)
+        }
+
+        @Test("only the IPC namespace is new beyond lesson 03, and /dev/mqueue is its own")
+        func namespaces() throws {
+            try RealTests.expectNamespaces("lesson04-ipc", new: ["uts", "pid", "mnt", "ipc"])
+            let mounts = try lesson("lesson04-ipc", ["--", "/probe", "mounts"]).lines
+            #expect(mounts.contains { $0.hasPrefix("/dev/mqueue mqueue ") })
+        }
+    }
+
+    @Suite("lesson 05: user namespace")
+    struct Lesson05User {
+        @Test("every command in lessons/05-user/README.md runs as shown")
+        func readme() throws {
+            try ReadmeCheck.verify(lesson: "05-user")
+        }
+
+        @Test("uid_map reads 0 100000 65536 and the command is root inside")
+        func rootInside() throws {
+            let outcome = try lesson("lesson05-user", ["--", "sh", "-c", "/probe idmap; /probe uid"])
+            #expect(outcome.lines == ["uid 0 100000 65536", "gid 0 100000 65536", "uid=0 euid=0 gid=0 egid=0"])
+            let custom = try lesson("lesson05-user", ["--map-root-to", "200000", "--", "/probe", "idmap"])
+            #expect(custom.lines == ["uid 0 200000 65536", "gid 0 200000 65536"])
+        }
+
+        @Test("outside, the container's root is the unprivileged uid 100000, and dies with the lesson")
+        func unprivilegedOutside() throws {
+            let started = try Started(Host.executable("lesson05-user"), ["--", "sh", "-c", "echo ready; exec /probe sleep 30"])
+            try started.waitForOutput("ready")
+            let children = try String(contentsOfFile: "/proc/\(started.pid)/task/\(started.pid)/children", encoding: .utf8)
+            let containerPID = Int32(children.split(separator: " ").first ?? "") ?? 0
+            try #require(containerPID > 0)
+            let status = try String(contentsOfFile: "/proc/\(containerPID)/status", encoding: .utf8)
+            #expect(status.contains("Uid:\t100000\t100000\t100000\t100000"))
+            kill(started.pid, SIGKILL)
+            _ = started.finish()
+            var gone = false
+            for _ in 0..<500 where !gone {
+                gone = kill(containerPID, 0) != 0
+                if !gone { usleep(10_000) }
+            }
+            #expect(gone, "the container died with the lesson")
+        }
+
+        @Test("the user namespace is new, and the full capability set counts only inside")
+        func namespaces() throws {
+            try RealTests.expectNamespaces("lesson05-user", new: ["user", "uts", "pid", "mnt", "ipc"])
+            let status = try lesson("lesson05-user", ["--", "/probe", "status"]).lines
+            #expect(status.contains("CapEff: 000001ffffffffff"))
+            let mknod = try lesson("lesson05-user", ["--", "mknod", "/tmp/null2", "c", "1", "3"])
+            #expect(mknod.status != 0, "mknod is refused: root inside is not root outside")
+        }
+
+        @Test("--map-root-to 0 is refused before anything is created")
+        func rootToRootRefused() throws {
+            let outcome = try lesson("lesson05-user", ["--map-root-to", "0", "--", "true"])
+            #expect(outcome.status == 125)
+            #expect(outcome.stderr.contains("--map-root-to 0"))
+        }
+    }
+
+    @Suite("lesson 06: network namespace")
+    struct Lesson06Net {
+        @Test("every command in lessons/06-net/README.md runs as shown")
+        func readme() throws {
+            try ReadmeCheck.verify(lesson: "06-net")
+        }
+
+        @Test("only lo exists, and it is up")
+        func onlyLoopback() throws {
+            let outcome = try lesson("lesson06-net", ["--", "/probe", "links"])
+            #expect(outcome.lines == ["lo up"])
+            let sys = try lesson("lesson06-net", ["--", "/probe", "ls", "/sys/class/net"])
+            #expect(sys.lines == ["lo"], "its own sysfs shows only its own links")
+        }
+
+        @Test("127.0.0.1 answers inside")
+        func loopbackWorks() throws {
+            let outcome = try lesson("lesson06-net", ["--", "ping", "-c", "1", "-W", "5", "127.0.0.1"])
+            #expect(outcome.status == 0)
+            #expect(outcome.stdout.contains("1 packets received"))
+        }
+
+        @Test("every namespace but cgroup is new")
+        func namespaces() throws {
+            try RealTests.expectHostMountsUnchanged {
+                try RealTests.expectNamespaces("lesson06-net", new: ["user", "uts", "pid", "mnt", "ipc", "net"])
+            }
+        }
+    }
+}
+
+func gethostnameString() -> String {
+    var buffer = [UInt8](repeating: 0, count: 256)
+    gethostname(&buffer, buffer.count)
+    return String(decoding: buffer.prefix { $0 != 0 }, as: UTF8.self)
+}

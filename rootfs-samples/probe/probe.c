@@ -1,0 +1,782 @@
+/*
+ * probe — ask a container what it sees.
+ *
+ * Skiff's tests run this program inside containers (it is installed as /probe
+ * in every sample rootfs) instead of parsing the output of shell tools, whose
+ * format differs between busybox, coreutils and procps. Each verb answers one
+ * question ("what is my hostname?", "which namespaces am I in?", "which
+ * capabilities do I hold?") or performs one action ("exit with status 3",
+ * "leave an orphan behind"), so a test can compare the answer with what the
+ * lesson or runtime was supposed to set up.
+ *
+ * Output contract, so tests can parse it without guessing:
+ *   - answers go to stdout, one item per line, fields separated by one space;
+ *   - lists are sorted (by name, or numerically by pid), so output is stable;
+ *   - a failure prints "probe: VERB ARG: strerror" (or another reason) to stderr
+ *     and exits 1;
+ *   - an unknown verb or bad arguments print a usage line and exit 2.
+ *
+ * Build: gcc -static -O2 -Wall -Wextra -Werror probe.c -o probe
+ * It is static so that it runs in any rootfs, even one without a libc, and it
+ * avoids glibc functions that need NSS at run time (getpwnam, getaddrinfo...),
+ * which cannot work reliably from a static binary.
+ */
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/magic.h>
+#include <net/if.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/ipc.h>
+#include <sys/shm.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The verb being run, for error messages. */
+static const char *g_verb = "";
+
+/* ---------------------------------------------------------------- helpers */
+
+static void usage(void);
+
+/* Report errno for WHAT ("probe: VERB WHAT: strerror") and exit 1. */
+static void __attribute__((noreturn)) fail(const char *what)
+{
+    int err = errno;
+    fflush(stdout);
+    fprintf(stderr, "probe: %s %s: %s\n", g_verb, what, strerror(err));
+    exit(1);
+}
+
+/* Report a usage mistake (bad argument) and exit 2. */
+static void __attribute__((noreturn, format(printf, 1, 2))) bad_usage(const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "probe: %s: ", g_verb);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    usage();
+    exit(2);
+}
+
+static void *xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (q == NULL)
+        fail("malloc");
+    return q;
+}
+
+static char *xstrdup(const char *s)
+{
+    char *d = strdup(s);
+    if (d == NULL)
+        fail("malloc");
+    return d;
+}
+
+/* A growable array of strings, used to sort directory listings. */
+struct strlist {
+    char **items;
+    size_t len, cap;
+};
+
+static void strlist_push(struct strlist *l, const char *s)
+{
+    if (l->len == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 16;
+        l->items = xrealloc(l->items, l->cap * sizeof(*l->items));
+    }
+    l->items[l->len++] = xstrdup(s);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void strlist_sort(struct strlist *l)
+{
+    qsort(l->items, l->len, sizeof(*l->items), cmp_str);
+}
+
+/* Names in directory PATH except . and .., sorted bytewise. */
+static struct strlist list_dir(const char *path)
+{
+    struct strlist l = {0};
+    DIR *d = opendir(path);
+    if (d == NULL)
+        fail(path);
+    for (;;) {
+        errno = 0;
+        struct dirent *e = readdir(d);
+        if (e == NULL) {
+            if (errno != 0)
+                fail(path);
+            break;
+        }
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        strlist_push(&l, e->d_name);
+    }
+    closedir(d);
+    strlist_sort(&l);
+    return l;
+}
+
+/* True if S is a non-empty string of decimal digits (a /proc pid entry). */
+static int is_number(const char *s)
+{
+    if (*s == '\0')
+        return 0;
+    for (; *s; s++)
+        if (!isdigit((unsigned char)*s))
+            return 0;
+    return 1;
+}
+
+/* Pids of the numeric entries of /proc, sorted ascending. Sets *n. */
+static long *list_pids(size_t *n)
+{
+    /* An empty /proc directory (procfs not mounted) would otherwise look like "no processes". */
+    struct statfs sfs;
+    if (statfs("/proc", &sfs) != 0)
+        fail("/proc");
+    if (sfs.f_type != PROC_SUPER_MAGIC) {
+        fflush(stdout);
+        fprintf(stderr, "probe: %s /proc: not a proc filesystem (is /proc mounted?)\n", g_verb);
+        exit(1);
+    }
+    struct strlist names = list_dir("/proc");
+    long *pids = xrealloc(NULL, names.len * sizeof(*pids));
+    size_t count = 0;
+    for (size_t i = 0; i < names.len; i++) {
+        if (is_number(names.items[i]))
+            pids[count++] = strtol(names.items[i], NULL, 10);
+        free(names.items[i]);
+    }
+    free(names.items);
+    /* Insertion sort is plenty for the few processes a container has. */
+    for (size_t i = 1; i < count; i++) {
+        long v = pids[i];
+        size_t j = i;
+        for (; j > 0 && pids[j - 1] > v; j--)
+            pids[j] = pids[j - 1];
+        pids[j] = v;
+    }
+    *n = count;
+    return pids;
+}
+
+/*
+ * Read a whole (small, usually /proc) file into a NUL-terminated buffer.
+ * Returns NULL with errno set on failure; the caller decides whether that is
+ * fatal (it is not when a process vanished while we were listing /proc).
+ */
+static char *read_file(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    size_t len = 0, cap = 4096;
+    char *buf = xrealloc(NULL, cap);
+    for (;;) {
+        if (len + 1 >= cap) {
+            cap *= 2;
+            buf = xrealloc(buf, cap);
+        }
+        ssize_t r = read(fd, buf + len, cap - len - 1);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            int err = errno;
+            close(fd);
+            free(buf);
+            errno = err;
+            return NULL;
+        }
+        if (r == 0)
+            break;
+        len += (size_t)r;
+    }
+    close(fd);
+    buf[len] = '\0';
+    return buf;
+}
+
+/* Write all of BUF to FD, retrying short writes and EINTR. Returns -1 on error. */
+static int write_all(int fd, const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t w = write(fd, buf, len);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        buf += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Split LINE in place on blanks into at most MAX fields; returns the count. */
+static int split_fields(char *line, char **fields, int max)
+{
+    int n = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(line, " \t\n", &save); tok && n < max;
+         tok = strtok_r(NULL, " \t\n", &save))
+        fields[n++] = tok;
+    return n;
+}
+
+/* Parse a non-negative decimal integer argument, or exit 2. */
+static unsigned long long parse_number(const char *s, unsigned long long max)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (s[0] == '\0' || s[0] == '-' || *end != '\0' || errno != 0 || v > max)
+        bad_usage("not a number in range 0..%llu: '%s'", max, s);
+    return v;
+}
+
+/* ------------------------------------------------------------------ verbs */
+
+/* hostname: the UTS nodename, as set by sethostname in the container. */
+static int verb_hostname(char **argv)
+{
+    (void)argv;
+    struct utsname u;
+    if (uname(&u) != 0)
+        fail("uname");
+    printf("%s\n", u.nodename);
+    return 0;
+}
+
+/* pid: our pid as seen from our own pid namespace (1 if we are its init). */
+static int verb_pid(char **argv)
+{
+    (void)argv;
+    printf("%ld\n", (long)getpid());
+    return 0;
+}
+
+/* ppid: our parent's pid; 0 when the parent is outside our pid namespace. */
+static int verb_ppid(char **argv)
+{
+    (void)argv;
+    printf("%ld\n", (long)getppid());
+    return 0;
+}
+
+/* ns: "NAME INODE" per namespace; equal inodes mean the same namespace. */
+static int verb_ns(char **argv)
+{
+    (void)argv;
+    const char *dir = "/proc/self/ns";
+    struct strlist names = list_dir(dir);
+    for (size_t i = 0; i < names.len; i++) {
+        char path[PATH_MAX];
+        struct stat st;
+        snprintf(path, sizeof(path), "%s/%s", dir, names.items[i]);
+        /* stat follows the magic link to the nsfs inode, which identifies the namespace. */
+        if (stat(path, &st) != 0)
+            fail(path);
+        printf("%s %llu\n", names.items[i], (unsigned long long)st.st_ino);
+    }
+    return 0;
+}
+
+/* Print one id map file as "PREFIX INSIDE OUTSIDE COUNT" lines. */
+static void print_id_map(const char *path, const char *prefix)
+{
+    char *buf = read_file(path);
+    if (buf == NULL)
+        fail(path);
+    char *save = NULL;
+    for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        unsigned long long inside, outside, count;
+        if (sscanf(line, "%llu %llu %llu", &inside, &outside, &count) == 3)
+            printf("%s %llu %llu %llu\n", prefix, inside, outside, count);
+    }
+    free(buf);
+}
+
+/* idmap: the user namespace's uid_map then gid_map, one "uid|gid A B C" per line. */
+static int verb_idmap(char **argv)
+{
+    (void)argv;
+    print_id_map("/proc/self/uid_map", "uid");
+    print_id_map("/proc/self/gid_map", "gid");
+    return 0;
+}
+
+/* status: capability sets, seccomp mode, no_new_privs and ids from /proc/self/status. */
+static int verb_status(char **argv)
+{
+    (void)argv;
+    static const char *const keys[] = {
+        "CapEff", "CapBnd", "CapPrm", "CapInh", "CapAmb", "Seccomp", "NoNewPrivs", "Uid", "Gid",
+    };
+    const char *path = "/proc/self/status";
+    char *buf = read_file(path);
+    if (buf == NULL)
+        fail(path);
+    for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+        size_t klen = strlen(keys[k]);
+        for (char *line = buf; line && *line; ) {
+            char *next = strchr(line, '\n');
+            size_t llen = next ? (size_t)(next - line) : strlen(line);
+            if (llen > klen && strncmp(line, keys[k], klen) == 0 && line[klen] == ':') {
+                /* Copy the value collapsing runs of blanks (Uid/Gid use tabs) to one space. */
+                printf("%s:", keys[k]);
+                int in_blank = 1;
+                for (size_t i = klen + 1; i < llen; i++) {
+                    if (line[i] == ' ' || line[i] == '\t') {
+                        in_blank = 1;
+                        continue;
+                    }
+                    if (in_blank)
+                        putchar(' ');
+                    in_blank = 0;
+                    putchar(line[i]);
+                }
+                putchar('\n');
+                break;
+            }
+            line = next ? next + 1 : NULL;
+        }
+    }
+    free(buf);
+    return 0;
+}
+
+/* mounts: "MOUNTPOINT FSTYPE OPTIONS" per line of /proc/self/mountinfo (raw, escapes kept). */
+static int verb_mounts(char **argv)
+{
+    (void)argv;
+    const char *path = "/proc/self/mountinfo";
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        fail(path);
+    char *line = NULL;
+    size_t cap = 0;
+    errno = 0;
+    while (getline(&line, &cap, f) >= 0) {
+        /*
+         * Fields (proc(5)): id parent maj:min root mountpoint options [optional...] - fstype
+         * source superoptions. The optional fields vary, so fstype is the one after "-".
+         */
+        char *fields[64];
+        int n = split_fields(line, fields, 64);
+        if (n < 7)
+            continue;
+        const char *fstype = "?";
+        for (int i = 6; i + 1 < n; i++) {
+            if (strcmp(fields[i], "-") == 0) {
+                fstype = fields[i + 1];
+                break;
+            }
+        }
+        printf("%s %s %s\n", fields[4], fstype, fields[5]);
+        errno = 0;
+    }
+    if (ferror(f))
+        fail(path);
+    free(line);
+    fclose(f);
+    return 0;
+}
+
+/* ls PATH: sorted directory entries, one per line. */
+static int verb_ls(char **argv)
+{
+    struct strlist names = list_dir(argv[0]);
+    for (size_t i = 0; i < names.len; i++)
+        printf("%s\n", names.items[i]);
+    return 0;
+}
+
+/* cat PATH: copy the file to stdout unchanged. */
+static int verb_cat(char **argv)
+{
+    int fd = open(argv[0], O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        fail(argv[0]);
+    char buf[65536];
+    for (;;) {
+        ssize_t r = read(fd, buf, sizeof(buf));
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            fail(argv[0]);
+        }
+        if (r == 0)
+            break;
+        if (write_all(STDOUT_FILENO, buf, (size_t)r) != 0)
+            fail("stdout");
+    }
+    close(fd);
+    return 0;
+}
+
+/* exists PATH: "yes" and exit 0 if lstat succeeds, else "no" and exit 1. */
+static int verb_exists(char **argv)
+{
+    struct stat st;
+    if (lstat(argv[0], &st) == 0) {
+        printf("yes\n");
+        return 0;
+    }
+    printf("no\n");
+    return 1;
+}
+
+/* ps: "PID COMM" for every process visible in /proc, sorted by pid. */
+static int verb_ps(char **argv)
+{
+    (void)argv;
+    size_t n;
+    long *pids = list_pids(&n);
+    for (size_t i = 0; i < n; i++) {
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%ld/comm", pids[i]);
+        char *comm = read_file(path);
+        if (comm == NULL)
+            continue; /* the process exited while we listed /proc */
+        size_t len = strlen(comm);
+        while (len > 0 && isspace((unsigned char)comm[len - 1]))
+            comm[--len] = '\0';
+        printf("%ld %s\n", pids[i], comm);
+        free(comm);
+    }
+    free(pids);
+    return 0;
+}
+
+/* links: "NAME up|down" per network interface of our network namespace, sorted by name. */
+static int verb_links(char **argv)
+{
+    (void)argv;
+    /* if_nameindex asks the kernel over netlink, so it sees our netns even if /sys is the host's. */
+    struct if_nameindex *ifs = if_nameindex();
+    if (ifs == NULL)
+        fail("if_nameindex");
+    struct strlist names = {0};
+    for (struct if_nameindex *p = ifs; p->if_index != 0 && p->if_name != NULL; p++)
+        strlist_push(&names, p->if_name);
+    if_freenameindex(ifs);
+    strlist_sort(&names);
+
+    int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (sock < 0)
+        fail("socket");
+    for (size_t i = 0; i < names.len; i++) {
+        struct ifreq ifr;
+        memset(&ifr, 0, sizeof(ifr));
+        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", names.items[i]);
+        if (ioctl(sock, SIOCGIFFLAGS, &ifr) != 0) {
+            if (errno == ENODEV)
+                continue; /* the interface went away meanwhile */
+            fail(names.items[i]);
+        }
+        printf("%s %s\n", names.items[i], (ifr.ifr_flags & IFF_UP) ? "up" : "down");
+    }
+    close(sock);
+    return 0;
+}
+
+/* shm: "KEY SHMID SIZE" per SysV shared memory segment of our IPC namespace. */
+static int verb_shm(char **argv)
+{
+    (void)argv;
+    const char *path = "/proc/sysvipc/shm";
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        fail(path);
+    char *line = NULL;
+    size_t cap = 0;
+    int header = 1;
+    while (getline(&line, &cap, f) >= 0) {
+        if (header) { /* "key shmid perms size cpid ..." */
+            header = 0;
+            continue;
+        }
+        char *fields[4];
+        if (split_fields(line, fields, 4) == 4)
+            printf("%s %s %s\n", fields[0], fields[1], fields[3]);
+    }
+    if (ferror(f))
+        fail(path);
+    free(line);
+    fclose(f);
+    return 0;
+}
+
+/* shm-create SIZE: create a private segment, print its id; it outlives us. */
+static int verb_shm_create(char **argv)
+{
+    size_t size = (size_t)parse_number(argv[0], SIZE_MAX);
+    int id = shmget(IPC_PRIVATE, size, IPC_CREAT | 0600);
+    if (id < 0)
+        fail(argv[0]);
+    printf("%d\n", id);
+    return 0;
+}
+
+/* shm-remove ID: remove the segment with that id (IPC_RMID). */
+static int verb_shm_remove(char **argv)
+{
+    int id = (int)parse_number(argv[0], INT_MAX);
+    if (shmctl(id, IPC_RMID, NULL) != 0)
+        fail(argv[0]);
+    return 0;
+}
+
+/* zombies: how many visible processes are in state Z (exited, not yet reaped). */
+static int verb_zombies(char **argv)
+{
+    (void)argv;
+    size_t n;
+    long *pids = list_pids(&n);
+    long zombies = 0;
+    for (size_t i = 0; i < n; i++) {
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%ld/stat", pids[i]);
+        char *stat = read_file(path);
+        if (stat == NULL)
+            continue; /* reaped while we listed /proc */
+        /* "pid (comm) S ...": comm may hold spaces and ')', so the state follows the LAST ')'. */
+        char *close_paren = strrchr(stat, ')');
+        if (close_paren && close_paren[1] == ' ' && close_paren[2] == 'Z')
+            zombies++;
+        free(stat);
+    }
+    free(pids);
+    printf("%ld\n", zombies);
+    return 0;
+}
+
+/* Sleep for SECONDS (fractions allowed), resuming after signal handlers. */
+static void sleep_seconds(double seconds)
+{
+    struct timespec left;
+    left.tv_sec = (time_t)seconds;
+    left.tv_nsec = (long)((seconds - (double)left.tv_sec) * 1e9);
+    while (nanosleep(&left, &left) != 0) {
+        if (errno != EINTR)
+            fail("nanosleep");
+    }
+}
+
+/*
+ * orphan: leave a grandchild behind for the namespace's init to reap; print its pid.
+ * We fork child C, C forks grandchild G and exits at once, G sleeps 200 ms and exits.
+ * We wait for C only, so G is reparented to PID 1 (or a subreaper), which must reap it.
+ */
+static int verb_orphan(char **argv)
+{
+    (void)argv;
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0)
+        fail("pipe");
+    fflush(stdout); /* do not let the children inherit buffered output */
+    pid_t c = fork();
+    if (c < 0)
+        fail("fork");
+    if (c == 0) {
+        close(fds[0]);
+        pid_t g = fork();
+        if (g == 0) {
+            /*
+             * Close every inherited fd, stdout included: a test reading our
+             * output until EOF must not wait 200 ms for the orphan.
+             */
+            if (close_range(0, ~0U, 0) != 0) {
+                for (int fd = 0; fd < 3; fd++)
+                    close(fd);
+                close(fds[1]);
+            }
+            struct timespec t = {0, 200 * 1000 * 1000};
+            while (nanosleep(&t, &t) != 0 && errno == EINTR)
+                ;
+            _exit(0);
+        }
+        long gpid = (long)g; /* -1 tells the parent that fork failed */
+        if (write_all(fds[1], (const char *)&gpid, sizeof(gpid)) != 0)
+            _exit(1);
+        _exit(g < 0 ? 1 : 0);
+    }
+    close(fds[1]);
+    long gpid = -1;
+    ssize_t r;
+    do
+        r = read(fds[0], &gpid, sizeof(gpid));
+    while (r < 0 && errno == EINTR);
+    close(fds[0]);
+    int status;
+    while (waitpid(c, &status, 0) < 0) {
+        if (errno != EINTR)
+            fail("waitpid");
+    }
+    if (r != (ssize_t)sizeof(gpid) || gpid < 0) {
+        errno = EAGAIN;
+        fail("fork grandchild");
+    }
+    printf("%ld\n", gpid);
+    return 0;
+}
+
+/* sleep SECONDS: sleep (fractions allowed), restarting after EINTR; for signal tests. */
+static int verb_sleep(char **argv)
+{
+    char *end;
+    errno = 0;
+    double s = strtod(argv[0], &end);
+    if (argv[0][0] == '\0' || *end != '\0' || errno != 0 || !(s >= 0) || s > 1e9)
+        bad_usage("not a number of seconds: '%s'", argv[0]);
+    sleep_seconds(s);
+    return 0;
+}
+
+/* exit N: exit with status N (0..255). */
+static int verb_exit(char **argv)
+{
+    return (int)parse_number(argv[0], 255);
+}
+
+/* kill-self SIGNUM: raise the signal with its default action (normally fatal). */
+static int verb_kill_self(char **argv)
+{
+    int sig = (int)parse_number(argv[0], 64);
+    if (sig == 0)
+        bad_usage("signal 0 is not a signal");
+    fflush(stdout);
+    /* SIGKILL and SIGSTOP cannot have handlers, so there is nothing to reset for them. */
+    if (sig != SIGKILL && sig != SIGSTOP && signal(sig, SIG_DFL) == SIG_ERR)
+        fail(argv[0]);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    sigprocmask(SIG_UNBLOCK, &set, NULL); /* a blocked signal would stay pending */
+    if (raise(sig) != 0)
+        fail(argv[0]);
+    /*
+     * Still alive: the default action is to ignore or stop-then-continue, or we are a
+     * pid namespace's init, which the kernel protects from signals it has no handler for.
+     */
+    fprintf(stderr, "probe: kill-self %s: still alive after raise\n", argv[0]);
+    return 1;
+}
+
+/* uid: real and effective user and group ids. */
+static int verb_uid(char **argv)
+{
+    (void)argv;
+    printf("uid=%lu euid=%lu gid=%lu egid=%lu\n", (unsigned long)getuid(),
+           (unsigned long)geteuid(), (unsigned long)getgid(), (unsigned long)getegid());
+    return 0;
+}
+
+/* write PATH TEXT: create/truncate PATH and write TEXT plus a newline (fails on read-only mounts). */
+static int verb_write(char **argv)
+{
+    int fd = open(argv[0], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        fail(argv[0]);
+    if (write_all(fd, argv[1], strlen(argv[1])) != 0 || write_all(fd, "\n", 1) != 0)
+        fail(argv[0]);
+    if (close(fd) != 0)
+        fail(argv[0]);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ main */
+
+struct verb {
+    const char *name;
+    int nargs;
+    const char *args; /* for the usage line */
+    int (*run)(char **argv);
+};
+
+static const struct verb verbs[] = {
+    {"hostname", 0, "", verb_hostname},
+    {"pid", 0, "", verb_pid},
+    {"ppid", 0, "", verb_ppid},
+    {"ns", 0, "", verb_ns},
+    {"idmap", 0, "", verb_idmap},
+    {"status", 0, "", verb_status},
+    {"mounts", 0, "", verb_mounts},
+    {"ls", 1, " PATH", verb_ls},
+    {"cat", 1, " PATH", verb_cat},
+    {"exists", 1, " PATH", verb_exists},
+    {"ps", 0, "", verb_ps},
+    {"links", 0, "", verb_links},
+    {"shm", 0, "", verb_shm},
+    {"shm-create", 1, " SIZE", verb_shm_create},
+    {"shm-remove", 1, " ID", verb_shm_remove},
+    {"zombies", 0, "", verb_zombies},
+    {"orphan", 0, "", verb_orphan},
+    {"sleep", 1, " SECONDS", verb_sleep},
+    {"exit", 1, " N", verb_exit},
+    {"kill-self", 1, " SIGNUM", verb_kill_self},
+    {"uid", 0, "", verb_uid},
+    {"write", 2, " PATH TEXT", verb_write},
+};
+
+#define NVERBS (sizeof(verbs) / sizeof(verbs[0]))
+
+/* One line on stderr: "usage: probe VERB [ARGS]; verbs: hostname | pid | ls PATH | ..." */
+static void usage(void)
+{
+    fprintf(stderr, "usage: probe VERB [ARGS]; verbs:");
+    for (size_t i = 0; i < NVERBS; i++)
+        fprintf(stderr, "%s %s%s", i ? " |" : "", verbs[i].name, verbs[i].args);
+    fputc('\n', stderr);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage();
+        return 2;
+    }
+    const struct verb *v = NULL;
+    for (size_t i = 0; i < NVERBS; i++)
+        if (strcmp(argv[1], verbs[i].name) == 0)
+            v = &verbs[i];
+    if (v == NULL) {
+        fprintf(stderr, "probe: unknown verb '%s'\n", argv[1]);
+        usage();
+        return 2;
+    }
+    g_verb = v->name;
+    if (argc - 2 != v->nargs)
+        bad_usage("expects %d argument%s, got %d", v->nargs, v->nargs == 1 ? "" : "s", argc - 2);
+
+    int rc = v->run(argv + 2);
+
+    /* Output that never reached stdout (full disk, closed pipe) is a failure too. */
+    if (fflush(stdout) != 0 || ferror(stdout))
+        fail("stdout");
+    return rc;
+}
