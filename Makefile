@@ -11,7 +11,7 @@ DEBIAN_PACKAGES := busybox-static gcc libc6-dev pkg-config libseccomp-dev libcap
 SAMPLE := rootfs-samples/build/busybox
 # Warnings are errors here, as in CI (DESIGN.md §6).
 SWIFT_BUILD_FLAGS := -Xswiftc -warnings-as-errors
-LATEST_LESSON := lesson06-net
+LATEST_LESSON := lesson07-cgroups
 
 .PHONY: deps build samples test check demo lint
 
@@ -45,8 +45,9 @@ check: build samples
 		-e 's/^.*Test run with \(.*\)$$/\1/p'
 
 demo: build samples
-	.build/debug/$(LATEST_LESSON) --explain --hostname demo -- sh -c \
-		'echo "hostname: $$(hostname)"; /probe idmap; echo "links:"; /probe links; echo "processes:"; /probe ps'
+	.build/debug/$(LATEST_LESSON) --explain --hostname demo --memory 32m --pids 50 --stats -- sh -c \
+		'echo "hostname: $$(hostname)"; /probe idmap; echo "links:"; /probe links; echo "processes:"; /probe ps; /probe memhog 64'; \
+		echo "exit status $$? (137: killed by the kernel's OOM killer at the memory limit)"
 
 lint:
 	swift format lint --strict --recursive --parallel Package.swift Sources lessons Tests

@@ -11,6 +11,7 @@ let lessons: [(folder: String, layers: [Target.Dependency])] = [
     ("04-ipc", ["SkiffNamespaces", "SkiffRootfs"]),
     ("05-user", ["SkiffNamespaces", "SkiffRootfs"]),
     ("06-net", ["SkiffNamespaces", "SkiffRootfs", "SkiffNetwork"]),
+    ("07-cgroups", ["SkiffNamespaces", "SkiffRootfs", "SkiffNetwork", "SkiffCgroups"]),
 ]
 
 let package = Package(
@@ -32,6 +33,7 @@ let package = Package(
         .target(name: "SkiffNamespaces", dependencies: ["SkiffKernel"]),
         .target(name: "SkiffRootfs", dependencies: ["SkiffKernel"]),
         .target(name: "SkiffNetwork", dependencies: ["SkiffKernel"]),
+        .target(name: "SkiffCgroups", dependencies: ["SkiffKernel"]),
         // The lesson contract shared by every lesson executable: --explain, --step, -- CMD, exit codes.
         .target(
             name: "SkiffLesson",
@@ -40,7 +42,7 @@ let package = Package(
 
         .testTarget(
             name: "SkiffTests",
-            dependencies: ["SkiffKernel", "SkiffNamespaces", "SkiffRootfs", "SkiffNetwork", "SkiffLesson"]
+            dependencies: ["SkiffKernel", "SkiffNamespaces", "SkiffRootfs", "SkiffNetwork", "SkiffCgroups", "SkiffLesson"]
         ),
     ]
         + lessons.map { lesson in

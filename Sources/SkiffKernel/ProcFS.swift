@@ -19,22 +19,33 @@ public struct ProcFS: Sendable {
 
     /// Mount points of `pid`'s mount namespace, from mountinfo (proc(5)), in mount order.
     public func mountPoints(of pid: String = "self") throws(SyscallError) -> [String] {
-        try readText("\(root)/\(pid)/mountinfo").split(separator: "\n").compactMap { line in
+        try Files.readText("\(root)/\(pid)/mountinfo").split(separator: "\n").compactMap { line in
             let fields = line.split(separator: " ")
             return fields.count > 4 ? unescapeMountField(fields[4]) : nil
         }
     }
 
-    public func readText(_ path: String) throws(SyscallError) -> String {
+    /// The mount table of `pid`, as text: what cgroup detection reads.
+    public func mountInfo(of pid: String = "self") throws(SyscallError) -> String {
+        try Files.readText("\(root)/\(pid)/mountinfo")
+    }
+}
+
+/// Reading files is not a change to the system, so it does not go through the `Syscalls` seam;
+/// callers that need a fake take a root directory instead.
+public enum Files {
+    public static func readText(_ path: String) throws(SyscallError) -> String {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         try check(fd, "open", path)
         defer { close(fd) }
         return String(decoding: readAll(fd), as: UTF8.self)
     }
+
+    public static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 }
 
 /// mountinfo escapes space, tab, newline and backslash as \ooo octal.
-func unescapeMountField(_ field: Substring) -> String {
+public func unescapeMountField(_ field: Substring) -> String {
     var bytes: [UInt8] = []
     var input = Array(field.utf8)[...]
     while let byte = input.popFirst() {

@@ -20,6 +20,8 @@ public enum Syscall: Hashable, Sendable, CustomStringConvertible {
     /// prctl(PR_SET_PDEATHSIG): the signal this process gets when its parent dies.
     case setParentDeathSignal(Int32)
     case chmod(String, mode: UInt32)
+    case rmdir(String)
+    case kill(pid: Int32, signal: Int32)
     /// One request on a netlink socket, answered by an acknowledgement.
     case netlink(NetlinkRequest)
 
@@ -43,6 +45,8 @@ public enum Syscall: Hashable, Sendable, CustomStringConvertible {
         case .setresuid(let uid): "setresuid(\(uid), \(uid), \(uid))"
         case .setParentDeathSignal(let signal): "prctl(PR_SET_PDEATHSIG, \(signalName(signal)))"
         case .chmod(let path, let mode): "chmod(\(quote(path)), \(octal(mode)))"
+        case .rmdir(let path): "rmdir(\(quote(path)))"
+        case .kill(let pid, let signal): "kill(\(pid), \(signalName(signal)))"
         case .netlink(let request): "sendmsg(\(request.family), \(request.summary))"
         }
     }

@@ -47,6 +47,10 @@ public struct LinuxSyscalls: Syscalls, Sendable {
             try check(sk_set_parent_death_signal(signal), "prctl PR_SET_PDEATHSIG")
         case .chmod(let path, let mode):
             try check(Glibc.chmod(path, mode), "chmod", path)
+        case .rmdir(let path):
+            try check(Glibc.rmdir(path), "rmdir", path)
+        case .kill(let pid, let signal):
+            try check(Glibc.kill(pid, signal), "kill \(signalName(signal))", "\(pid)")
         case .netlink(let request):
             try request.send()
         }

@@ -52,7 +52,13 @@ extension Lesson {
         let name = Self.configuration.commandName ?? "lesson"
         var line = "\(name): \(message)"
         if root?.errno == EPERM && geteuid() != 0 { line += " (the lessons need root: run with sudo)" }
-        FileHandleStandardError.write(line + "\n")
+        printToStandardError(line)
+    }
+
+    /// Prints `lessonNN-topic: message` on standard error: the lesson's own words, apart from the
+    /// command's output.
+    public func say(_ message: String) {
+        printToStandardError("\(Self.configuration.commandName ?? "lesson"): \(message)")
     }
 }
 
@@ -67,9 +73,8 @@ public var hostEnvironment: [String] {
     return result
 }
 
-enum FileHandleStandardError {
-    static func write(_ text: String) {
-        var bytes = Array(text.utf8)
-        bytes.withUnsafeMutableBytes { _ = Glibc.write(STDERR_FILENO, $0.baseAddress, $0.count) }
-    }
+/// One line on standard error, in one write(2).
+public func printToStandardError(_ line: String) {
+    var bytes = Array((line + "\n").utf8)
+    bytes.withUnsafeMutableBytes { _ = write(STDERR_FILENO, $0.baseAddress, $0.count) }
 }

@@ -1,4 +1,6 @@
 import Foundation
+import SkiffCgroups
+import SkiffKernel
 import Testing
 
 /// Real tests, as root: run the lesson executables on the busybox sample and ask the probe.
@@ -311,4 +313,102 @@ func gethostnameString() -> String {
     var buffer = [UInt8](repeating: 0, count: 256)
     gethostname(&buffer, buffer.count)
     return String(decoding: buffer.prefix { $0 != 0 }, as: UTF8.self)
+}
+
+extension RealTests {
+    @Suite("lesson 07: cgroups")
+    struct Lesson07Cgroups {
+        /// The lesson's cgroup directories, named after its pid, in every v1 hierarchy or in v2.
+        static func cgroupDirectories(of lessonPID: Int32) throws -> [String] {
+            let cgroup = try Cgroups.open(name: "lesson07-\(lessonPID)", limits: ResourceLimits(), layout: .host(), kernel: Kernel())
+            #expect(cgroup.paths.count >= 1)
+            return cgroup.paths
+        }
+
+        /// Runs lesson 07 and checks that it left no cgroup behind.
+        static func run(_ arguments: [String]) throws -> Outcome {
+            let started = try Started(Host.executable("lesson07-cgroups"), arguments)
+            let outcome = started.finish()
+            for directory in try cgroupDirectories(of: started.pid) {
+                #expect(!FileManager.default.fileExists(atPath: directory), "\(directory) is removed")
+            }
+            return outcome
+        }
+
+        @Test("every command in lessons/07-cgroups/README.md runs as shown")
+        func readme() throws {
+            try ReadmeCheck.verify(lesson: "07-cgroups")
+        }
+
+        @Test("a memory hog above its limit is OOM-killed, and the lesson says so")
+        func memoryLimit() throws {
+            let outcome = try Self.run(["--memory", "32m", "--stats", "--", "/probe", "memhog", "200"])
+            #expect(outcome.status == 137)
+            #expect(outcome.stderr.contains("the command was killed for exceeding its memory limit of 32 MiB"))
+            #expect(outcome.stderr.contains("OOM kills 1"))
+            let within = try Self.run(["--memory", "32m", "--", "/probe", "memhog", "8"])
+            #expect(within.status == 0 && within.stdout == "allocated 8 MiB\n", "below the limit it runs")
+        }
+
+        @Test("a fork bomb stops at --pids")
+        func pidsLimit() throws {
+            let outcome = try Self.run(["--pids", "20", "--", "/probe", "forkbomb", "1000"])
+            #expect(outcome.status == 0)
+            let forked = outcome.lines.first.flatMap { Int($0.split(separator: " ").last ?? "") } ?? -1
+            #expect((1..<20).contains(forked), "forked \(forked) of at most 19 more")
+            #expect(outcome.stdout.contains("fork failed: Resource temporarily unavailable"))
+        }
+
+        @Test("cpuburn 2 under --cpus 0.5 gets at most ~60% of a core, and throttling shows")
+        func cpuLimit() throws {
+            let outcome = try Self.run(["--cpus", "0.5", "--stats", "--", "/probe", "cpuburn", "2"])
+            #expect(outcome.status == 0)
+            let cpuLine = outcome.stderr.split(separator: "\n").first { $0.contains("cpu: usage") } ?? ""
+            // "lesson07-cgroups: cpu: usage 1.004 s, throttled 19 periods for 0.950 s"
+            let words = cpuLine.split(separator: " ")
+            let usage = words.firstIndex(of: "usage").flatMap { Double(words[$0 + 1]) } ?? 99
+            let throttled = words.firstIndex(of: "throttled").flatMap { Int(words[$0 + 1]) } ?? 0
+            #expect(usage <= 1.2, "CPU time \(usage) s of 2 s burned")
+            #expect(usage >= 0.5, "it did run")
+            #expect(throttled > 0, "the quota throttled it")
+        }
+
+        @Test("the cgroup is removed when the command is killed from outside")
+        func killedCommand() throws {
+            let started = try Started(
+                Host.executable("lesson07-cgroups"), ["--memory", "64m", "--", "sh", "-c", "echo ready; exec /probe sleep 30"])
+            try started.waitForOutput("ready")
+            let children = try String(contentsOfFile: "/proc/\(started.pid)/task/\(started.pid)/children", encoding: .utf8)
+            let containerPID = try #require(Int32(children.split(separator: " ").first ?? ""))
+            let directories = try Self.cgroupDirectories(of: started.pid)
+            #expect(directories.allSatisfy { FileManager.default.fileExists(atPath: $0) }, "the cgroup exists while it runs")
+            kill(containerPID, SIGKILL)
+            #expect(started.finish().status == 137)
+            for directory in directories {
+                #expect(!FileManager.default.fileExists(atPath: directory), "\(directory) is removed")
+            }
+        }
+
+        @Test(
+            "bad limits are clear errors before anything is created",
+            arguments: [["--memory", "12q"], ["--cpus", "-1"], ["--pids", "0"], ["--cpuset", "99"], ["--cpu-shares", "1"]])
+        func badLimits(arguments: [String]) throws {
+            let outcome = try Self.run(arguments + ["--", "true"])
+            #expect(outcome.status == 125)
+            #expect(outcome.stderr.contains("lesson07-cgroups: invalid \(arguments[0]) \"\(arguments[1])\""))
+        }
+
+        @Test("the limits are the files the v1 driver writes, named in --explain")
+        func explainShowsFiles() throws {
+            let outcome = try Self.run(["--explain", "--memory", "32m", "--pids", "20", "--", "true"])
+            #expect(outcome.status == 0)
+            #expect(outcome.stderr.contains(try CgroupLayout.host().description))
+            if try CgroupLayout.host().mode != .unified {
+                #expect(outcome.stderr.contains("/memory.limit_in_bytes\", \"33554432\")"))
+                #expect(outcome.stderr.contains("/pids.max\", \"20\")"))
+            } else {
+                #expect(outcome.stderr.contains("/memory.max\", \"33554432\")"))
+            }
+        }
+    }
 }

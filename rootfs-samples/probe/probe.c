@@ -37,6 +37,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/ipc.h>
+#include <sys/prctl.h>
 #include <sys/shm.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -657,6 +658,13 @@ static int verb_sleep(char **argv)
     return 0;
 }
 
+/* true: exit 0 without printing; for benchmarks (the cost of starting a container). */
+static int verb_true(char **argv)
+{
+    (void)argv;
+    return 0;
+}
+
 /* exit N: exit with status N (0..255). */
 static int verb_exit(char **argv)
 {
@@ -709,38 +717,148 @@ static int verb_write(char **argv)
     return 0;
 }
 
+/* ------------------------------------------------- cgroup lesson: load */
+
+#define MIB (1024 * 1024)
+
+/*
+ * memhog MB: allocate MB MiB in 1 MiB chunks, writing a byte to every 4096 so each page is
+ * really charged to the memory cgroup; print "allocated MB MiB". Under a memory limit the
+ * kernel OOM-kills us with SIGKILL first; a failed malloc (e.g. under RLIMIT_AS) exits 1.
+ */
+static int verb_memhog(char **argv)
+{
+    unsigned long long mb = parse_number(argv[0], 1048576);
+    for (unsigned long long i = 0; i < mb; i++) {
+        /* volatile: the compiler may not drop the stores, and so not the allocation either. */
+        volatile char *chunk = malloc(MIB);
+        if (chunk == NULL) {
+            fflush(stdout);
+            fprintf(stderr, "probe: memhog: allocation failed after %llu MiB\n", i);
+            return 1;
+        }
+        for (size_t off = 0; off < MIB; off += 4096)
+            chunk[off] = 1;
+        /* Never freed: the memory stays charged until we exit. */
+    }
+    printf("allocated %llu MiB\n", mb);
+    return 0;
+}
+
+/* A forkbomb child: pause up to 30 s, dying at once if the parent dies first. */
+static void __attribute__((noreturn)) forkbomb_child(pid_t parent)
+{
+    /* If the parent is killed before it can kill us, the kernel kills us for it... */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) /* ...unless it died before prctl: then we were reparented */
+        _exit(0);
+    struct timespec t = {30, 0};
+    while (nanosleep(&t, &t) != 0 && errno == EINTR)
+        ;
+    _exit(0);
+}
+
+/*
+ * forkbomb [MAX]: fork pausing children until fork fails or MAX (default 10000) exist, then
+ * kill and reap every one of them and print "forked N", plus "fork failed: STRERROR" if a
+ * fork failed (under a pids limit: EAGAIN). The children are gone before anything is
+ * written, so a failed write (even SIGPIPE) cannot leave them behind.
+ */
+static int verb_forkbomb(char **argv)
+{
+    size_t max = argv[0] ? (size_t)parse_number(argv[0], 100000) : 10000;
+    pid_t *kids = xrealloc(NULL, max * sizeof(*kids));
+    /* An inherited SIG_IGN would let the kernel reap children behind our back. */
+    signal(SIGCHLD, SIG_DFL);
+    pid_t self = getpid();
+    size_t n = 0;
+    int fork_err = 0;
+    while (n < max) {
+        pid_t c = fork();
+        if (c < 0) {
+            fork_err = errno;
+            break;
+        }
+        if (c == 0)
+            forkbomb_child(self);
+        kids[n++] = c;
+    }
+    for (size_t i = 0; i < n; i++)
+        kill(kids[i], SIGKILL);
+    /* Reap by pid, not waitpid(-1): children inherited across exec are not ours to wait for. */
+    for (size_t i = 0; i < n; i++)
+        while (waitpid(kids[i], NULL, 0) < 0 && errno == EINTR)
+            ;
+    free(kids);
+    printf("forked %zu\n", n);
+    if (fork_err != 0)
+        printf("fork failed: %s\n", strerror(fork_err));
+    return 0;
+}
+
+/* cpuburn SECONDS: busy-loop (no sleeping) for SECONDS of wall-clock time; print "burned SECONDS s". */
+static int verb_cpuburn(char **argv)
+{
+    char *end;
+    errno = 0;
+    double s = strtod(argv[0], &end);
+    if (argv[0][0] == '\0' || *end != '\0' || errno != 0 || !(s >= 0) || s > 600)
+        bad_usage("not a number of seconds in range 0..600: '%s'", argv[0]);
+    struct timespec start, now;
+    if (clock_gettime(CLOCK_MONOTONIC, &start) != 0)
+        fail("clock_gettime");
+    /* volatile: the compiler must really do every increment. */
+    volatile unsigned long counter = 0;
+    for (;;) {
+        for (int i = 0; i < 100000; i++)
+            counter++;
+        if (clock_gettime(CLOCK_MONOTONIC, &now) != 0)
+            fail("clock_gettime");
+        double elapsed = (double)(now.tv_sec - start.tv_sec) + (double)(now.tv_nsec - start.tv_nsec) / 1e9;
+        if (elapsed >= s)
+            break;
+    }
+    printf("burned %s s\n", argv[0]);
+    return 0;
+}
+
 /* ------------------------------------------------------------------ main */
 
 struct verb {
     const char *name;
-    int nargs;
+    int nargs;        /* required arguments */
+    int optional;     /* optional arguments after them */
     const char *args; /* for the usage line */
     int (*run)(char **argv);
 };
 
 static const struct verb verbs[] = {
-    {"hostname", 0, "", verb_hostname},
-    {"pid", 0, "", verb_pid},
-    {"ppid", 0, "", verb_ppid},
-    {"ns", 0, "", verb_ns},
-    {"idmap", 0, "", verb_idmap},
-    {"status", 0, "", verb_status},
-    {"mounts", 0, "", verb_mounts},
-    {"ls", 1, " PATH", verb_ls},
-    {"cat", 1, " PATH", verb_cat},
-    {"exists", 1, " PATH", verb_exists},
-    {"ps", 0, "", verb_ps},
-    {"links", 0, "", verb_links},
-    {"shm", 0, "", verb_shm},
-    {"shm-create", 1, " SIZE", verb_shm_create},
-    {"shm-remove", 1, " ID", verb_shm_remove},
-    {"zombies", 0, "", verb_zombies},
-    {"orphan", 0, "", verb_orphan},
-    {"sleep", 1, " SECONDS", verb_sleep},
-    {"exit", 1, " N", verb_exit},
-    {"kill-self", 1, " SIGNUM", verb_kill_self},
-    {"uid", 0, "", verb_uid},
-    {"write", 2, " PATH TEXT", verb_write},
+    {"hostname", 0, 0, "", verb_hostname},
+    {"pid", 0, 0, "", verb_pid},
+    {"ppid", 0, 0, "", verb_ppid},
+    {"ns", 0, 0, "", verb_ns},
+    {"idmap", 0, 0, "", verb_idmap},
+    {"status", 0, 0, "", verb_status},
+    {"mounts", 0, 0, "", verb_mounts},
+    {"ls", 1, 0, " PATH", verb_ls},
+    {"cat", 1, 0, " PATH", verb_cat},
+    {"exists", 1, 0, " PATH", verb_exists},
+    {"ps", 0, 0, "", verb_ps},
+    {"links", 0, 0, "", verb_links},
+    {"shm", 0, 0, "", verb_shm},
+    {"shm-create", 1, 0, " SIZE", verb_shm_create},
+    {"shm-remove", 1, 0, " ID", verb_shm_remove},
+    {"zombies", 0, 0, "", verb_zombies},
+    {"orphan", 0, 0, "", verb_orphan},
+    {"sleep", 1, 0, " SECONDS", verb_sleep},
+    {"true", 0, 0, "", verb_true},
+    {"exit", 1, 0, " N", verb_exit},
+    {"kill-self", 1, 0, " SIGNUM", verb_kill_self},
+    {"uid", 0, 0, "", verb_uid},
+    {"write", 2, 0, " PATH TEXT", verb_write},
+    {"memhog", 1, 0, " MB", verb_memhog},
+    {"forkbomb", 0, 1, " [MAX]", verb_forkbomb},
+    {"cpuburn", 1, 0, " SECONDS", verb_cpuburn},
 };
 
 #define NVERBS (sizeof(verbs) / sizeof(verbs[0]))
@@ -770,8 +888,12 @@ int main(int argc, char **argv)
         return 2;
     }
     g_verb = v->name;
-    if (argc - 2 != v->nargs)
-        bad_usage("expects %d argument%s, got %d", v->nargs, v->nargs == 1 ? "" : "s", argc - 2);
+    int given = argc - 2;
+    if (given < v->nargs || given > v->nargs + v->optional) {
+        if (v->optional == 0)
+            bad_usage("expects %d argument%s, got %d", v->nargs, v->nargs == 1 ? "" : "s", given);
+        bad_usage("expects %d to %d arguments, got %d", v->nargs, v->nargs + v->optional, given);
+    }
 
     int rc = v->run(argv + 2);
 

@@ -1,0 +1,153 @@
+@preconcurrency import Glibc
+import SkiffKernel
+
+/// A container's cgroup: one protocol, a driver for each cgroup version.
+///
+/// The lifecycle: `create` makes the directories and writes the limits before the container runs
+/// anything; `add` moves its first process in while that process waits on the setup pipe, so
+/// every process it later forks is born inside; `stats` reads the counters; `destroy` kills
+/// what is left, waits for the cgroup to empty and removes it.
+public protocol Cgroup {
+    /// What the host runs, for `--explain`.
+    var layout: CgroupLayout { get }
+    /// The container's cgroup directories: one per v1 hierarchy, one in v2.
+    var paths: [String] { get }
+    func create() throws(SkiffError)
+    func add(_ pid: pid_t) throws(SkiffError)
+    func stats() -> CgroupStats
+    func destroy() throws(SkiffError)
+}
+
+/// Counters of a cgroup; nil where the host's kernel does not provide one.
+public struct CgroupStats: Equatable, Sendable {
+    public var memoryUsageBytes: UInt64?
+    public var memoryPeakBytes: UInt64?
+    public var memoryLimitBytes: UInt64?
+    public var oomKills: UInt64?
+    public var cpuUsageNanoseconds: UInt64?
+    public var throttledPeriods: UInt64?
+    public var throttledNanoseconds: UInt64?
+    public var pidsCurrent: UInt64?
+    public var pidsLimit: UInt64?
+
+    public init() {}
+
+    /// Three lines for people: memory, CPU, pids.
+    public var summary: [String] {
+        func bytes(_ value: UInt64?) -> String { value.map(humanBytes) ?? "n/a" }
+        func number(_ value: UInt64?) -> String { value.map(String.init) ?? "n/a" }
+        let seconds = cpuUsageNanoseconds.map(secondsText) ?? "n/a"
+        let throttled = throttledNanoseconds.map(secondsText) ?? "n/a"
+        return [
+            "memory: usage \(bytes(memoryUsageBytes)), peak \(bytes(memoryPeakBytes)), limit \(memoryLimitBytes.map(humanBytes) ?? "none"), OOM kills \(number(oomKills))",
+            "cpu: usage \(seconds), throttled \(number(throttledPeriods)) periods for \(throttled)",
+            "pids: current \(number(pidsCurrent)), limit \(pidsLimit.map(String.init) ?? "none")",
+        ]
+    }
+}
+
+public enum Cgroups {
+    /// Opens the cgroup `name` for `limits` with the driver the host's layout calls for: v2 when
+    /// the controllers live in the unified hierarchy, v1 otherwise (hybrid hosts keep them in v1).
+    public static func open(
+        name: String, limits: ResourceLimits, layout: CgroupLayout, kernel: Kernel
+    ) throws(SkiffError) -> any Cgroup {
+        guard isValidName(name) else {
+            throw SkiffError(.invalidInput, "invalid cgroup name \"\(name)\": use letters, digits, '-', '_' and '.'")
+        }
+        kernel.narrator.note(layout.description)
+        if layout.mode == .unified, let root = layout.v2MountPoint {
+            return CgroupV2(root: root, name: name, limits: limits, layout: layout, kernel: kernel)
+        }
+        return try CgroupV1(name: name, limits: limits, layout: layout, kernel: kernel)
+    }
+
+    static func isValidName(_ name: String) -> Bool {
+        !name.isEmpty && name != "." && name != ".." && name.utf8.count <= 200
+            && name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }
+    }
+
+    /// Every cgroup Skiff makes lives under this directory of each hierarchy, as Docker's live
+    /// under /docker.
+    static let parent = "skiff"
+}
+
+/// The pieces both drivers share.
+extension Cgroup {
+    /// Writes one control file, narrated.
+    func write(_ value: String, to path: String, why: @autoclosure () -> String, kernel: Kernel) throws(SkiffError) {
+        do {
+            try kernel.run(.writeFile(path, contents: value), why: why())
+        } catch {
+            throw SkiffError(.setupFailed, "cannot set the cgroup limit \(path) to \(value)", cause: error)
+        }
+    }
+
+    /// Makes a directory that may already be there.
+    func makeDirectory(_ path: String, why: @autoclosure () -> String, kernel: Kernel) throws(SkiffError) {
+        do {
+            try kernel.run(.mkdir(path, mode: 0o755), why: why())
+        } catch {
+            throw SkiffError(.setupFailed, "cannot create the cgroup \(path)", cause: error)
+        }
+    }
+
+    /// Kills what is left in `directory`, waits (bounded) until it is empty, and removes it,
+    /// retrying while the kernel still reports it busy: the last task leaves a moment after it is
+    /// reaped. Then removes the shared parent if no other container uses it.
+    func removeDirectory(_ directory: String, parent: String, kernel: Kernel) throws(SkiffError) {
+        guard Files.exists(directory) else { return }
+        for attempt in 0..<500 {
+            let remaining = tasks(in: directory)
+            if remaining.isEmpty {
+                do {
+                    try kernel.run(.rmdir(directory), why: "remove the cgroup: its last process is gone")
+                    // EBUSY here: another container still has its cgroup under the parent.
+                    try? kernel.run(.rmdir(parent), why: "remove Skiff's parent cgroup if no other container uses it")
+                    return
+                } catch let error where error.errno == EBUSY {
+                    // The last task is still on its way out; try again.
+                } catch {
+                    throw SkiffError(.setupFailed, "cannot remove the cgroup \(directory)", cause: error)
+                }
+            } else if attempt % 50 == 0 {
+                for pid in remaining {
+                    try? kernel.run(.kill(pid: pid, signal: SIGKILL), why: "a process is left in the cgroup: end it")
+                }
+            }
+            usleep(10_000)
+        }
+        throw SkiffError(.setupFailed, "the cgroup \(directory) did not empty within 5 s: processes \(tasks(in: directory)) remain")
+    }
+
+    func tasks(in directory: String) -> [pid_t] {
+        ((try? Files.readText(directory + "/cgroup.procs")) ?? "").split(separator: "\n").compactMap { pid_t($0) }
+    }
+}
+
+/// Reads a number from a control file; nil when it is missing or holds something else (`max`).
+func readNumber(_ path: String) -> UInt64? {
+    (try? Files.readText(path)).flatMap { UInt64($0.trimmed) }
+}
+
+/// Reads `key value` lines (memory.events, cpu.stat, memory.oom_control) into a dictionary.
+func readKeyedNumbers(_ path: String) -> [String: UInt64] {
+    var result: [String: UInt64] = [:]
+    for line in ((try? Files.readText(path)) ?? "").split(separator: "\n") {
+        let fields = line.split(separator: " ")
+        if fields.count == 2, let value = UInt64(fields[1]) { result[String(fields[0])] = value }
+    }
+    return result
+}
+
+extension StringProtocol {
+    /// Without leading and trailing white space (control files end in a newline).
+    var trimmed: String { String(drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed()) }
+}
+
+/// `1.250 s` for 1_250_000_000 nanoseconds.
+func secondsText(_ nanoseconds: UInt64) -> String {
+    let milliseconds = nanoseconds / 1_000_000
+    let fraction = String(milliseconds % 1000)
+    return "\(milliseconds / 1000).\(String(repeating: "0", count: 3 - fraction.count))\(fraction) s"
+}
