@@ -12,6 +12,8 @@ let lessons: [(folder: String, layers: [Target.Dependency])] = [
     ("05-user", ["SkiffNamespaces", "SkiffRootfs"]),
     ("06-net", ["SkiffNamespaces", "SkiffRootfs", "SkiffNetwork"]),
     ("07-cgroups", ["SkiffNamespaces", "SkiffRootfs", "SkiffNetwork", "SkiffCgroups"]),
+    ("08-union", ["SkiffNamespaces", "SkiffRootfs", "SkiffNetwork", "SkiffCgroups", "SkiffLayers"]),
+    ("09-init-layer", ["SkiffNamespaces", "SkiffRootfs", "SkiffNetwork", "SkiffCgroups", "SkiffLayers"]),
 ]
 
 let package = Package(
@@ -19,7 +21,8 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: lessons.map { .executable(name: "lesson" + $0.folder, targets: ["lesson" + $0.folder]) },
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // C, only what Swift cannot do: clone, setns, pivot_root, signal forwarding, wait macros.
@@ -34,15 +37,21 @@ let package = Package(
         .target(name: "SkiffRootfs", dependencies: ["SkiffKernel"]),
         .target(name: "SkiffNetwork", dependencies: ["SkiffKernel"]),
         .target(name: "SkiffCgroups", dependencies: ["SkiffKernel"]),
+        .target(
+            name: "SkiffLayers",
+            dependencies: ["SkiffKernel", "CArchive", .product(name: "Crypto", package: "swift-crypto")]
+        ),
         // The lesson contract shared by every lesson executable: --explain, --step, -- CMD, exit codes.
         .target(
             name: "SkiffLesson",
-            dependencies: ["SkiffKernel", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["SkiffKernel", "SkiffCgroups", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
 
         .testTarget(
             name: "SkiffTests",
-            dependencies: ["SkiffKernel", "SkiffNamespaces", "SkiffRootfs", "SkiffNetwork", "SkiffCgroups", "SkiffLesson"]
+            dependencies: [
+                "SkiffKernel", "SkiffNamespaces", "SkiffRootfs", "SkiffNetwork", "SkiffCgroups", "SkiffLayers", "SkiffLesson", "CArchive",
+            ]
         ),
     ]
         + lessons.map { lesson in

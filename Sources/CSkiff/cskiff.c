@@ -6,7 +6,10 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <linux/mount.h>
+#include <stdint.h>
 #include <sys/prctl.h>
+#include <sys/xattr.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -44,7 +47,51 @@ int sk_set_parent_death_signal(int signal_number) {
     return prctl(PR_SET_PDEATHSIG, (unsigned long)signal_number, 0UL, 0UL, 0UL);
 }
 
+int sk_lsetxattr(const char *path, const char *name, const void *value, size_t size) {
+    return lsetxattr(path, name, value, size, 0);
+}
+
+ssize_t sk_lgetxattr(const char *path, const char *name, void *value, size_t size) {
+    return lgetxattr(path, name, value, size);
+}
+
+ssize_t sk_llistxattr(const char *path, char *names, size_t size) { return llistxattr(path, names, size); }
+
+int sk_bind_idmapped(const char *source, const char *target, const char *userns_path, const char **failed_step) {
+    int userns = open(userns_path, O_RDONLY | O_CLOEXEC);
+    if (userns < 0) {
+        *failed_step = "open user namespace";
+        return -1;
+    }
+    int tree = (int)syscall(SYS_open_tree, AT_FDCWD, source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    if (tree < 0) {
+        int saved = errno;
+        close(userns);
+        errno = saved;
+        *failed_step = "open_tree";
+        return -1;
+    }
+    struct mount_attr attr;
+    memset(&attr, 0, sizeof(attr));
+    attr.attr_set = MOUNT_ATTR_IDMAP;
+    attr.userns_fd = (uint64_t)userns;
+    int result = (int)syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &attr, sizeof(attr));
+    if (result < 0) {
+        *failed_step = "mount_setattr MOUNT_ATTR_IDMAP";
+    } else {
+        result = (int)syscall(SYS_move_mount, tree, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH);
+        if (result < 0) *failed_step = "move_mount";
+    }
+    int saved = errno;
+    close(tree);
+    close(userns);
+    errno = saved;
+    return result;
+}
+
 dev_t sk_makedev(unsigned int major, unsigned int minor) { return makedev(major, minor); }
+unsigned int sk_major(dev_t device) { return major(device); }
+unsigned int sk_minor(dev_t device) { return minor(device); }
 
 int sk_exited(int status) { return WIFEXITED(status); }
 int sk_exit_status(int status) { return WEXITSTATUS(status); }

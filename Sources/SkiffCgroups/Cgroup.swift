@@ -72,6 +72,26 @@ public enum Cgroups {
     static let parent = "skiff"
 }
 
+extension Cgroup {
+    /// The whole lifecycle around `body`, which starts the container and must `add` its first
+    /// process: create, run, read the counters, destroy. The cgroup is destroyed also when `body`
+    /// throws, so a failed start leaves nothing behind.
+    public func around(_ body: () throws -> ExitStatus) throws -> (status: ExitStatus, counters: CgroupStats) {
+        try create()
+        let status: ExitStatus
+        do {
+            status = try body()
+        } catch {
+            try? destroy()
+            throw error
+        }
+        // Read before the cgroup goes away with its counters.
+        let counters = stats()
+        try destroy()
+        return (status, counters)
+    }
+}
+
 /// The pieces both drivers share.
 extension Cgroup {
     /// Writes one control file, narrated.
@@ -80,6 +100,36 @@ extension Cgroup {
             try kernel.run(.writeFile(path, contents: value), why: why())
         } catch {
             throw SkiffError(.setupFailed, "cannot set the cgroup limit \(path) to \(value)", cause: error)
+        }
+    }
+
+    /// Makes the container's directory under `parent`, and `parent` first. Another container may
+    /// remove an empty `parent` between the two (see `removeDirectory`), so a vanished parent is
+    /// made again, a bounded number of times. Cgroups that earlier runs left behind are swept on
+    /// the way.
+    func makeDirectory(_ directory: String, under parent: String, kernel: Kernel) throws(SkiffError) {
+        for attempt in 1...5 {
+            try makeDirectory(parent, why: "Skiff's cgroup in this hierarchy", kernel: kernel)
+            if attempt == 1 { sweepStale(in: parent, kernel: kernel) }
+            do {
+                try kernel.run(.mkdir(directory, mode: 0o755), why: "the container's cgroup: the kernel fills it with control files")
+                return
+            } catch let error where error.errno == ENOENT && attempt < 5 {
+                continue
+            } catch {
+                throw SkiffError(.setupFailed, "cannot create the cgroup \(directory)", cause: error)
+            }
+        }
+    }
+
+    /// Cgroups are named NAME-PID after the process that owns them. One whose process is gone was
+    /// left by a run that was killed before it could clean up (SIGKILL gives no chance): remove it.
+    func sweepStale(in parent: String, kernel: Kernel) {
+        for name in (try? Files.names(in: parent)) ?? [] {
+            guard let dash = name.lastIndex(of: "-"), let owner = pid_t(name[name.index(after: dash)...]), owner > 0 else { continue }
+            guard owner != getpid(), kill(owner, 0) == -1, errno == ESRCH else { continue }
+            kernel.narrator.note("\(parent)/\(name) belongs to process \(owner), which is gone: removing it")
+            try? removeDirectory("\(parent)/\(name)", parent: parent, keepParent: true, kernel: kernel)
         }
     }
 
@@ -95,7 +145,7 @@ extension Cgroup {
     /// Kills what is left in `directory`, waits (bounded) until it is empty, and removes it,
     /// retrying while the kernel still reports it busy: the last task leaves a moment after it is
     /// reaped. Then removes the shared parent if no other container uses it.
-    func removeDirectory(_ directory: String, parent: String, kernel: Kernel) throws(SkiffError) {
+    func removeDirectory(_ directory: String, parent: String, keepParent: Bool = false, kernel: Kernel) throws(SkiffError) {
         guard Files.exists(directory) else { return }
         for attempt in 0..<500 {
             let remaining = tasks(in: directory)
@@ -103,7 +153,9 @@ extension Cgroup {
                 do {
                     try kernel.run(.rmdir(directory), why: "remove the cgroup: its last process is gone")
                     // EBUSY here: another container still has its cgroup under the parent.
-                    try? kernel.run(.rmdir(parent), why: "remove Skiff's parent cgroup if no other container uses it")
+                    if !keepParent {
+                        try? kernel.run(.rmdir(parent), why: "remove Skiff's parent cgroup if no other container uses it")
+                    }
                     return
                 } catch let error where error.errno == EBUSY {
                     // The last task is still on its way out; try again.

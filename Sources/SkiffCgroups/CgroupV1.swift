@@ -43,9 +43,11 @@ struct CgroupV1: Cgroup {
         do {
             for directory in paths {
                 let parent = parentDirectory(of: directory)
-                try makeDirectory(parent, why: "Skiff's cgroup in this hierarchy", kernel: kernel)
-                if directory == directories["cpuset"] { try inheritCPUSet(into: parent) }
-                try makeDirectory(directory, why: "the container's cgroup: the kernel fills it with control files", kernel: kernel)
+                if directory == directories["cpuset"] {
+                    try makeDirectory(parent, why: "Skiff's cgroup in this hierarchy", kernel: kernel)
+                    try inheritCPUSet(into: parent)
+                }
+                try makeDirectory(directory, under: parent, kernel: kernel)
             }
             try writeLimits()
         } catch {

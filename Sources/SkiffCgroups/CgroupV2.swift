@@ -44,9 +44,9 @@ struct CgroupV2: Cgroup {
         let enable = controllers.map { "+" + $0 }.joined(separator: " ")
         do {
             try write(enable, to: root + "/cgroup.subtree_control", why: "let the root's children use these controllers", kernel: kernel)
-            try makeDirectory(parent, why: "Skiff's cgroup", kernel: kernel)
+            try makeDirectory(directory, under: parent, kernel: kernel)
+            // A cgroup without processes may enable controllers for its children at any time.
             try write(enable, to: parent + "/cgroup.subtree_control", why: "and the containers under it", kernel: kernel)
-            try makeDirectory(directory, why: "the container's cgroup: the kernel fills it with control files", kernel: kernel)
             try writeLimits()
         } catch {
             try? destroy()

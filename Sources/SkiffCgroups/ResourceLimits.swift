@@ -93,10 +93,17 @@ public struct ResourceLimits: Equatable, Sendable {
         return value
     }
 
-    /// v1 cpu.shares (2...262144) to v2 cpu.weight (1...10000), linearly, mapping the ends onto
-    /// each other: the conversion the kernel's cgroup-v2 documentation implies and runc uses.
+    /// v1 cpu.shares (2...262144) to v2 cpu.weight (1...10000). The ranges are 2^1...2^18 and
+    /// 10^0...10^4, and the defaults 1024 = 2^10 and 100 = 10^2 must meet, so the conversion is a
+    /// quadratic in log space through those three points: with l = log2(shares),
+    /// log10(weight) = (l² + 125·l) / 612 − 7/34. A straight line would turn the default 1024
+    /// into 39 and quietly deprioritise every container (the formula runc and crun moved to).
     public static func cpuWeight(fromShares shares: UInt64) -> UInt64 {
-        1 + ((shares - 2) * 9999) / 262_142
+        let l = log2(Double(min(max(shares, 2), 262_144)))
+        let exponent = (l * l + 125 * l) / 612 - 7.0 / 34.0
+        // Rounded to 9 digits first, so 10^2.0000000001 from floating point stays 100.
+        let weight = ceil((pow(10, exponent) * 1e9).rounded() / 1e9)
+        return UInt64(min(max(weight, 1), 10_000))
     }
 
     public static func onlineCPUCount() -> Int { Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))) }

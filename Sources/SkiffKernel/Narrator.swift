@@ -70,3 +70,11 @@ public struct Kernel {
         try syscalls.perform(call)
     }
 }
+
+/// A user namespace that something else made and will end: idmapped mounts take their mapping
+/// from one (see SkiffNamespaces' MappingHolder).
+public protocol LentUserNamespace {
+    /// A /proc/PID/ns/user path.
+    var userNamespacePath: String { get }
+    func release(kernel: Kernel)
+}

@@ -1,3 +1,4 @@
+import CSkiff
 @preconcurrency import Glibc
 
 /// Readers for /proc. The root is a parameter so tests can point them at a directory they made.
@@ -42,6 +43,41 @@ public enum Files {
     }
 
     public static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+
+    /// Names in a directory, without . and .., sorted bytewise so walks are reproducible.
+    public static func names(in directory: String) throws(SyscallError) -> [String] {
+        guard let handle = opendir(directory) else { throw SyscallError("opendir", path: directory) }
+        defer { closedir(handle) }
+        var names: [String] = []
+        while let entry = readdir(handle) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+    }
+
+    /// makedev(3): the dev_t for a major and minor device number.
+    public static func deviceNumber(major: UInt32, minor: UInt32) -> dev_t { sk_makedev(major, minor) }
+
+    /// major(3) and minor(3) of a dev_t.
+    public static func majorMinor(_ device: dev_t) -> (major: UInt32, minor: UInt32) { (sk_major(device), sk_minor(device)) }
+
+    /// The names of the extended attributes on `path` itself.
+    public static func xattrNames(_ path: String) -> [String] {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let size = buffer.withUnsafeMutableBytes { sk_llistxattr(path, $0.baseAddress, $0.count) }
+        guard size > 0 else { return [] }
+        return buffer.prefix(size).split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// The value of extended attribute `name` on `path` itself (never a symlink's target), or nil.
+    public static func xattr(_ path: String, _ name: String) -> String? {
+        var buffer = [UInt8](repeating: 0, count: 256)
+        let size = buffer.withUnsafeMutableBytes { sk_lgetxattr(path, name, $0.baseAddress, $0.count) }
+        return size < 0 ? nil : String(decoding: buffer.prefix(size), as: UTF8.self)
+    }
 }
 
 /// mountinfo escapes space, tab, newline and backslash as \ooo octal.

@@ -1,6 +1,7 @@
 /// One kernel call, as data. Library code describes what it wants done as a `Syscall`; a `Syscalls`
 /// implementation performs it (for real) or records it (in tests), and the `Narrator` prints it.
 public enum Syscall: Hashable, Sendable, CustomStringConvertible {
+    case unshare(NamespaceSet)
     case sethostname(String)
     case mount(source: String?, target: String, fstype: String?, flags: MountFlags, data: String?)
     case umount(String, detach: Bool)
@@ -21,6 +22,11 @@ public enum Syscall: Hashable, Sendable, CustomStringConvertible {
     case setParentDeathSignal(Int32)
     case chmod(String, mode: UInt32)
     case rmdir(String)
+    /// lsetxattr(2), e.g. overlayfs's `trusted.overlay.opaque`.
+    case setxattr(String, name: String, value: String)
+    /// A bind mount of `source` at `target` whose ids are shifted through the mapping of the user
+    /// namespace at `userNamespace` (a /proc/PID/ns/user path): open_tree + mount_setattr + move_mount.
+    case bindIdmapped(source: String, target: String, userNamespace: String)
     case kill(pid: Int32, signal: Int32)
     /// One request on a netlink socket, answered by an acknowledgement.
     case netlink(NetlinkRequest)
@@ -28,6 +34,7 @@ public enum Syscall: Hashable, Sendable, CustomStringConvertible {
     /// The call as C source would show it: `mount("proc", "/r/proc", "proc", MS_NOSUID, NULL)`.
     public var description: String {
         switch self {
+        case .unshare(let namespaces): "unshare(\(namespaces))"
         case .sethostname(let name): "sethostname(\(quote(name)), \(name.utf8.count))"
         case .mount(let source, let target, let fstype, let flags, let data):
             "mount(\(quote(source)), \(quote(target)), \(quote(fstype)), \(flags), \(quote(data)))"
@@ -46,6 +53,9 @@ public enum Syscall: Hashable, Sendable, CustomStringConvertible {
         case .setParentDeathSignal(let signal): "prctl(PR_SET_PDEATHSIG, \(signalName(signal)))"
         case .chmod(let path, let mode): "chmod(\(quote(path)), \(octal(mode)))"
         case .rmdir(let path): "rmdir(\(quote(path)))"
+        case .setxattr(let path, let name, let value): "lsetxattr(\(quote(path)), \(quote(name)), \(quote(value)))"
+        case .bindIdmapped(let source, let target, let userNamespace):
+            "open_tree(\(quote(source)), OPEN_TREE_CLONE) + mount_setattr(MOUNT_ATTR_IDMAP, \(quote(userNamespace))) + move_mount(\(quote(target)))"
         case .kill(let pid, let signal): "kill(\(pid), \(signalName(signal)))"
         case .netlink(let request): "sendmsg(\(request.family), \(request.summary))"
         }

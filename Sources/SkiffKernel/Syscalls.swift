@@ -13,6 +13,8 @@ public struct LinuxSyscalls: Syscalls, Sendable {
 
     public func perform(_ call: Syscall) throws(SyscallError) {
         switch call {
+        case .unshare(let namespaces):
+            try check(sk_unshare(namespaces.rawValue), "unshare \(namespaces)")
         case .sethostname(let name):
             try check(sethostname(name, name.utf8.count), "sethostname", name)
         case .mount(let source, let target, let fstype, let flags, let data):
@@ -49,6 +51,13 @@ public struct LinuxSyscalls: Syscalls, Sendable {
             try check(Glibc.chmod(path, mode), "chmod", path)
         case .rmdir(let path):
             try check(Glibc.rmdir(path), "rmdir", path)
+        case .setxattr(let path, let name, let value):
+            try check(sk_lsetxattr(path, name, value, value.utf8.count), "lsetxattr \(name)", path)
+        case .bindIdmapped(let source, let target, let userNamespace):
+            var failedStep: UnsafePointer<CChar>?
+            if sk_bind_idmapped(source, target, userNamespace, &failedStep) != 0 {
+                throw SyscallError("\(failedStep.map { String(cString: $0) } ?? "idmapped mount") \(source) ->", path: target)
+            }
         case .kill(let pid, let signal):
             try check(Glibc.kill(pid, signal), "kill \(signalName(signal))", "\(pid)")
         case .netlink(let request):

@@ -60,3 +60,31 @@ public enum UserNamespace {
         try kernel.run(.setParentDeathSignal(SIGKILL), why: "credentials changed, which cleared the parent-death signal")
     }
 }
+
+/// A user namespace that exists only to lend its id mapping: idmapped mounts (mount_setattr(2))
+/// take their mapping from a user namespace, and the container's own does not exist yet when its
+/// layers are staged. The holder is a child that waits on a pipe and is never let go.
+public struct MappingHolder: LentUserNamespace {
+    let process: ContainerProcess
+
+    /// The /proc/PID/ns/user path of the namespace, for `MOUNT_ATTR_IDMAP`.
+    public var userNamespacePath: String { "/proc/\(process.pid)/ns/user" }
+
+    public init(uid: IDMapping, gid: IDMapping, kernel: Kernel) throws(SyscallError) {
+        process = try ContainerProcess.clone([.user], kernel: kernel, why: "a user namespace that lends its id mapping to mounts") { _ in
+            _exit(0)
+        }
+        do {
+            try UserNamespace.writeMaps(for: process.pid, uid: uid, gid: gid, kernel: kernel)
+        } catch {
+            release(kernel: kernel)
+            throw error
+        }
+    }
+
+    /// Ends the holder. Mounts already idmapped keep their mapping.
+    public func release(kernel: Kernel) {
+        try? kernel.run(.kill(pid: process.pid, signal: SIGKILL), why: "the mapping is lent: end the holder")
+        _ = try? process.wait()
+    }
+}

@@ -5,7 +5,7 @@ import Testing
 @testable import SkiffKernel
 
 @Suite("pure: cgroup layouts and limits")
-struct CgroupPureTests {
+struct Lesson07CgroupPureTests {
     static let hybrid = """
         22 27 0:21 / /proc rw,relatime - proc proc rw
         28 27 0:25 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
@@ -83,7 +83,8 @@ struct CgroupPureTests {
     func sharesToWeight() {
         #expect(ResourceLimits.cpuWeight(fromShares: 2) == 1)
         #expect(ResourceLimits.cpuWeight(fromShares: 262_144) == 10_000)
-        #expect(ResourceLimits.cpuWeight(fromShares: 1024) == 39)
+        #expect(ResourceLimits.cpuWeight(fromShares: 1024) == 100, "the defaults meet")
+        #expect(ResourceLimits.cpuWeight(fromShares: 512) < 100 && ResourceLimits.cpuWeight(fromShares: 2048) > 100)
     }
 
     @Test("stats read as sentences")
@@ -109,7 +110,7 @@ struct CgroupPureTests {
 /// The v2 driver against a directory shaped like a cgroup2 tree: these machines run v1, real
 /// users mostly v2.
 @Suite("fixtures: the cgroup v2 driver on a cgroup2-shaped tree")
-struct CgroupV2FixtureTests {
+struct Lesson07CgroupV2FixtureTests {
     let root: String
     let layout: CgroupLayout
 
@@ -161,7 +162,7 @@ struct CgroupV2FixtureTests {
         #expect(try read("skiff/c1/memory.max") == "67108864")
         #expect(try read("skiff/c1/memory.swap.max") == "0")
         #expect(try read("skiff/c1/cpu.max") == "50000 100000")
-        #expect(try read("skiff/c1/cpu.weight") == "39")
+        #expect(try read("skiff/c1/cpu.weight") == "100")
         #expect(try read("skiff/c1/cpuset.cpus") == "0")
         #expect(try read("skiff/c1/pids.max") == "20")
         try cgroup.add(4242)
@@ -213,7 +214,7 @@ struct CgroupV2FixtureTests {
     }
 }
 
-extension CgroupPureTests {
+extension Lesson07CgroupPureTests {
     @Test("v1 cgroups are made below this process's own cgroup in each hierarchy")
     func ownCgroupNesting() throws {
         #expect(

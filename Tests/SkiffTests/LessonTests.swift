@@ -389,6 +389,23 @@ extension RealTests {
             }
         }
 
+        @Test("a cgroup left by a run that was SIGKILLed is removed by the next run")
+        func staleCgroupSwept() throws {
+            let finished = Process()
+            finished.executableURL = URL(fileURLWithPath: "/bin/true")
+            try finished.run()
+            finished.waitUntilExit()
+            // The pid of a process that has exited: its cgroup is stale.
+            let stale = try Self.cgroupDirectories(of: finished.processIdentifier)
+            for directory in stale { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+            #expect(try Self.run(["--", "true"]).status == 0)
+            for directory in stale {
+                let gone = !FileManager.default.fileExists(atPath: directory)
+                if !gone { try? FileManager.default.removeItem(atPath: directory) }
+                #expect(gone, "\(directory) was swept")
+            }
+        }
+
         @Test(
             "bad limits are clear errors before anything is created",
             arguments: [["--memory", "12q"], ["--cpus", "-1"], ["--pids", "0"], ["--cpuset", "99"], ["--cpu-shares", "1"]])

@@ -46,8 +46,22 @@ int sk_pipe_cloexec(int fds[2]);
 /// prctl(PR_SET_PDEATHSIG): prctl is variadic.
 int sk_set_parent_death_signal(int signal_number);
 
+/// Extended attributes (xattr(7)) without following symlinks: sys/xattr.h is not in Glibc's
+/// Swift module. Overlayfs keeps its opaque-directory marker in one.
+int sk_lsetxattr(const char *path, const char *name, const void *value, size_t size);
+ssize_t sk_lgetxattr(const char *path, const char *name, void *value, size_t size);
+ssize_t sk_llistxattr(const char *path, char *names, size_t size);
+
+/// An idmapped bind mount (mount_setattr(2), Linux 5.12): clones the tree at `source`
+/// (open_tree(OPEN_TREE_CLONE)), sets MOUNT_ATTR_IDMAP with the user namespace opened from
+/// `userns_path`, and attaches it at `target` (move_mount). Returns 0, or -1 with errno and
+/// `*failed_step` naming the call that failed.
+int sk_bind_idmapped(const char *source, const char *target, const char *userns_path, const char **failed_step);
+
 /// makedev(3) is a macro.
 dev_t sk_makedev(unsigned int major, unsigned int minor);
+unsigned int sk_major(dev_t device);
+unsigned int sk_minor(dev_t device);
 
 /// The wait-status macros of sys/wait.h.
 int sk_exited(int status);
