@@ -11,7 +11,7 @@ DEBIAN_PACKAGES := busybox-static gcc libc6-dev pkg-config libseccomp-dev libcap
 SAMPLE := rootfs-samples/build/busybox
 # Warnings are errors here, as in CI (DESIGN.md §6).
 SWIFT_BUILD_FLAGS := -Xswiftc -warnings-as-errors
-LATEST_LESSON := lesson07-cgroups
+LATEST_LESSON := lesson09-init-layer
 
 .PHONY: deps build samples test check demo lint
 
@@ -26,10 +26,15 @@ deps:
 build: deps
 	swift build $(SWIFT_BUILD_FLAGS)
 
-samples: deps $(SAMPLE)/.skiff-sample
+LAYER_FIXTURES := rootfs-samples/build/layers
+
+samples: deps $(SAMPLE)/.skiff-sample $(LAYER_FIXTURES)/change.tar.gz
 
 $(SAMPLE)/.skiff-sample: rootfs-samples/build-busybox.sh rootfs-samples/probe/probe.c
 	rootfs-samples/build-busybox.sh $(SAMPLE)
+
+$(LAYER_FIXTURES)/change.tar.gz: rootfs-samples/build-layers.sh $(shell find rootfs-samples/layers -type f)
+	rootfs-samples/build-layers.sh $(LAYER_FIXTURES)
 
 test: build samples
 	swift build --build-tests $(SWIFT_BUILD_FLAGS)
@@ -45,8 +50,10 @@ check: build samples
 		-e 's/^.*Test run with \(.*\)$$/\1/p'
 
 demo: build samples
-	.build/debug/$(LATEST_LESSON) --explain --hostname demo --memory 32m --pids 50 --stats -- sh -c \
-		'echo "hostname: $$(hostname)"; /probe idmap; echo "links:"; /probe links; echo "processes:"; /probe ps; /probe memhog 64'; \
+	.build/debug/$(LATEST_LESSON) --explain --hostname demo --memory 32m --pids 50 --stats \
+		--layer $(LAYER_FIXTURES)/base.tar.gz --layer $(LAYER_FIXTURES)/change.tar.gz -- sh -c \
+		'echo "hostname: $$(hostname)"; /probe idmap; echo "links:"; /probe links; echo "processes:"; /probe ps; \
+		echo "/etc/app.conf: $$(cat /etc/app.conf)"; echo "/docs: $$(ls /docs)"; /probe memhog 64'; \
 		echo "exit status $$? (137: killed by the kernel's OOM killer at the memory limit)"
 
 lint:

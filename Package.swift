@@ -51,6 +51,7 @@ let package = Package(
             name: "SkiffTests",
             dependencies: [
                 "SkiffKernel", "SkiffNamespaces", "SkiffRootfs", "SkiffNetwork", "SkiffCgroups", "SkiffLayers", "SkiffLesson", "CArchive",
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
     ]

@@ -172,6 +172,9 @@ public struct LayerApplier {
         let components = name.split(separator: "/").map(String.init).filter { $0 != "." }
         guard !components.contains("..") else { throw LayerEntryError("has a '..' component, which would climb out of the layer") }
         guard components.count <= limits.maxDepth else { throw LayerEntryError("is more than \(limits.maxDepth) directories deep") }
+        if let marker = components.dropLast().first(where: { $0.hasPrefix(Whiteout.prefix) }) {
+            throw LayerEntryError("has the whiteout name \(marker) as a directory")
+        }
         return components
     }
 

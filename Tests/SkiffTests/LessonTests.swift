@@ -3,6 +3,8 @@ import SkiffCgroups
 import SkiffKernel
 import Testing
 
+@testable import SkiffLayers
+
 /// Real tests, as root: run the lesson executables on the busybox sample and ask the probe.
 /// Serialized because they create namespaces, mounts and IPC objects on one host.
 @Suite("real, as root", .serialized, .enabled(if: Host.canRunLessons, "the lessons need root"))
@@ -426,6 +428,111 @@ extension RealTests {
             } else {
                 #expect(outcome.stderr.contains("/memory.max\", \"33554432\")"))
             }
+        }
+    }
+}
+
+extension RealTests {
+    static let layerFixtures = Host.repository.appendingPathComponent("rootfs-samples/build/layers").path
+
+    /// No scratch workspace of a union lesson is left in the temporary directory.
+    static func expectNoWorkspaceLeft(_ lesson: String) throws {
+        let left = try FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory()).filter { $0.hasPrefix("skiff-\(lesson)-") }
+        #expect(left.isEmpty, "workspaces left: \(left)")
+    }
+
+    @Suite("lesson 08: union filesystem")
+    struct Lesson08Union {
+        let base = RealTests.layerFixtures + "/base.tar.gz"
+        let change = RealTests.layerFixtures + "/change.tar.gz"
+
+        @Test("every command in lessons/08-union/README.md runs as shown")
+        func readme() throws {
+            try ReadmeCheck.verify(lesson: "08-union")
+        }
+
+        @Test("later layers win, a whiteout hides a file, an opaque directory hides what is below")
+        func mergedView() throws {
+            try RealTests.expectHostMountsUnchanged {
+                let outcome = try lesson(
+                    "lesson08-union",
+                    ["--layer", base, "--layer", change, "--", "sh", "-c", "cat /etc/app.conf; ls /data; ls /docs; ls /bin/busybox"])
+                #expect(outcome.status == 0)
+                #expect(outcome.lines == ["version=2", "keep", "c.txt", "/bin/busybox"])
+            }
+            try RealTests.expectNoWorkspaceLeft("lesson08")
+        }
+
+        @Test("rm inside leaves a 0/0 whiteout in the upper directory, files land as uid 0, and --diff reports them")
+        func whiteoutAndDiff() throws {
+            let upper = NSTemporaryDirectory() + "skiff-test-upper-\(UUID().uuidString)"
+            defer { try? FileManager.default.removeItem(atPath: upper) }
+            let run = try lesson(
+                "lesson08-union", ["--layer", base, "--upper", upper, "--", "sh", "-c", "rm /etc/motd && echo hi > /etc/greeting && id -u"])
+            #expect(run.status == 0 && run.stdout == "0\n")
+            let whiteout = try #require(FileTree.lstatInfo(upper + "/etc/motd"))
+            #expect(Whiteout.isWhiteout(whiteout))
+            let greeting = try #require(FileTree.lstatInfo(upper + "/etc/greeting"))
+            #expect(greeting.st_uid == 0, "the container's root writes as uid 0 on disk (idmapped)")
+            let diff = try lesson("lesson08-union", ["--layer", base, "--diff", upper])
+            #expect(diff.lines == ["C /etc", "A /etc/greeting", "D /etc/motd"])
+            let siblings = try FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory())
+            #expect(
+                !siblings.contains { $0.hasPrefix(".\((upper as NSString).lastPathComponent).skiff-work") }, "the work directory is gone")
+        }
+
+        @Test("--export-layer writes an OCI layer and prints digests that match the file")
+        func exportLayer() throws {
+            let scratch = try Scratch()
+            defer { scratch.cleanUp() }
+            let upper = scratch.path + "/upper"
+            _ = try lesson("lesson08-union", ["--upper", upper, "--", "sh", "-c", "rm /etc/group; echo x > /root-note"])
+            let out = scratch.path + "/layer.tar.gz"
+            let export = try lesson("lesson08-union", ["--export-layer", upper, out])
+            #expect(export.status == 0)
+            #expect(export.stdout.contains("digest  \(try sha256(of: out))"))
+            #expect(try tarNames(out).sorted() == ["etc/", "etc/.wh.group", "root-note"])
+        }
+
+        @Test("a missing layer is a clear error, and nothing is left")
+        func badLayer() throws {
+            let outcome = try lesson("lesson08-union", ["--layer", "/nonexistent-layer.tar.gz", "--", "true"])
+            #expect(outcome.status == 125)
+            #expect(outcome.stderr.contains("/nonexistent-layer.tar.gz does not exist"))
+            try RealTests.expectNoWorkspaceLeft("lesson08")
+        }
+    }
+
+    @Suite("lesson 09: the init layer")
+    struct Lesson09InitLayer {
+        @Test("every command in lessons/09-init-layer/README.md runs as shown")
+        func readme() throws {
+            try ReadmeCheck.verify(lesson: "09-init-layer")
+        }
+
+        @Test("/etc/hosts, /etc/hostname and /etc/resolv.conf are the container's, writable, and absent from the diff")
+        func initFiles() throws {
+            let upper = NSTemporaryDirectory() + "skiff-test-upper-\(UUID().uuidString)"
+            defer { try? FileManager.default.removeItem(atPath: upper) }
+            let outcome = try lesson(
+                "lesson09-init-layer",
+                [
+                    "--hostname", "web1", "--dns", "192.0.2.53", "--upper", upper, "--",
+                    "sh", "-c",
+                    "grep web1 /etc/hosts; cat /etc/hostname /etc/resolv.conf; echo '10.0.0.9 db' >> /etc/hosts && tail -n 1 /etc/hosts; touch /tmp/note",
+                ])
+            #expect(outcome.status == 0)
+            #expect(outcome.lines == ["127.0.1.1\tweb1", "web1", "nameserver 192.0.2.53", "10.0.0.9 db"])
+            let diff = try lesson("lesson08-union", ["--diff", upper])
+            #expect(diff.lines == ["C /tmp", "A /tmp/note"], "the init files never reach the writable layer")
+            try RealTests.expectNoWorkspaceLeft("lesson09")
+        }
+
+        @Test("a bad --dns is refused before anything is created")
+        func badDNS() throws {
+            let outcome = try lesson("lesson09-init-layer", ["--dns", "not-an-address", "--", "true"])
+            #expect(outcome.status == 125)
+            #expect(outcome.stderr.contains("invalid --dns \"not-an-address\""))
         }
     }
 }
