@@ -14,6 +14,7 @@ let lessons: [(folder: String, layers: [Target.Dependency])] = [
     ("07-cgroups", ["SkiffNamespaces", "SkiffRootfs", "SkiffNetwork", "SkiffCgroups"]),
     ("08-union", ["SkiffNamespaces", "SkiffRootfs", "SkiffNetwork", "SkiffCgroups", "SkiffLayers"]),
     ("09-init-layer", ["SkiffNamespaces", "SkiffRootfs", "SkiffNetwork", "SkiffCgroups", "SkiffLayers"]),
+    ("10-veth-bridge", ["SkiffNamespaces", "SkiffRootfs", "SkiffNetwork", "SkiffCgroups", "SkiffLayers"]),
 ]
 
 let package = Package(

@@ -43,6 +43,8 @@ int sk_setresgid(gid_t gid) { return setresgid(gid, gid, gid); }
 
 int sk_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
+pid_t sk_gettid(void) { return (pid_t)syscall(SYS_gettid); }
+
 int sk_set_parent_death_signal(int signal_number) {
     return prctl(PR_SET_PDEATHSIG, (unsigned long)signal_number, 0UL, 0UL, 0UL);
 }

@@ -127,7 +127,7 @@ extension Cgroup {
     func sweepStale(in parent: String, kernel: Kernel) {
         for name in (try? Files.names(in: parent)) ?? [] {
             guard let dash = name.lastIndex(of: "-"), let owner = pid_t(name[name.index(after: dash)...]), owner > 0 else { continue }
-            guard owner != getpid(), kill(owner, 0) == -1, errno == ESRCH else { continue }
+            guard owner != getpid(), !ProcFS().isRunning(owner) else { continue }
             kernel.narrator.note("\(parent)/\(name) belongs to process \(owner), which is gone: removing it")
             try? removeDirectory("\(parent)/\(name)", parent: parent, keepParent: true, kernel: kernel)
         }

@@ -26,6 +26,15 @@ public struct ProcFS: Sendable {
         }
     }
 
+    /// Whether process `pid` is still running: it exists and is not a zombie (a zombie has
+    /// exited and only waits for its parent to collect its status).
+    public func isRunning(_ pid: Int32) -> Bool {
+        guard pid > 0, kill(pid, 0) == 0 || errno == EPERM else { return false }
+        guard let stat = try? Files.readText("\(root)/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return true }
+        // Field 3, after the command name in parentheses (which may itself hold spaces).
+        return stat[stat.index(after: close)...].split(separator: " ").first != "Z"
+    }
+
     /// The mount table of `pid`, as text: what cgroup detection reads.
     public func mountInfo(of pid: String = "self") throws(SyscallError) -> String {
         try Files.readText("\(root)/\(pid)/mountinfo")
@@ -43,6 +52,21 @@ public enum Files {
     }
 
     public static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+
+    /// Makes every missing directory of `path` (mkdir -p). Existing components may be symlinks:
+    /// these are host paths the user chose. Inside a layer, use a walk that refuses symlinks.
+    public static func makeDirectories(_ path: String, mode: mode_t = 0o755) throws(SyscallError) {
+        var current = ""
+        for component in path.split(separator: "/") {
+            current += "/\(component)"
+            var info = stat()
+            if stat(current, &info) == 0 {
+                guard info.st_mode & S_IFMT == S_IFDIR else { throw SyscallError("mkdir", path: current, errno: ENOTDIR) }
+            } else if mkdir(current, mode) != 0 && errno != EEXIST {
+                throw SyscallError("mkdir", path: current)
+            }
+        }
+    }
 
     /// Names in a directory, without . and .., sorted bytewise so walks are reproducible.
     public static func names(in directory: String) throws(SyscallError) -> [String] {

@@ -29,17 +29,4 @@ enum FileTree {
         }
         if rmdir(path) != 0 && errno != ENOENT { throw SyscallError("rmdir", path: path) }
     }
-
-    /// Makes every missing directory of `path`, refusing to pass through a symlink.
-    static func makeDirectories(_ path: String, mode: mode_t = 0o755) throws(SyscallError) {
-        var current = ""
-        for component in path.split(separator: "/") {
-            current += "/\(component)"
-            if let info = lstatInfo(current) {
-                guard isDirectory(info) else { throw SyscallError("mkdir", path: current, errno: ENOTDIR) }
-            } else if mkdir(current, mode) != 0 && errno != EEXIST {
-                throw SyscallError("mkdir", path: current)
-            }
-        }
-    }
 }

@@ -27,8 +27,8 @@ public struct InitLayer: Sendable {
         let hosts = Self.hosts(hostname: hostname, address: address)
         let resolvConf = Self.resolvConf(host: (try? Files.readText(hostResolvConf)) ?? "", nameservers: nameservers)
         do {
-            for mountPoint in Self.mountPoints { try FileTree.makeDirectories("\(layer)/\(mountPoint)") }
-            try FileTree.makeDirectories(files)
+            for mountPoint in Self.mountPoints { try Files.makeDirectories("\(layer)/\(mountPoint)") }
+            try Files.makeDirectories(files)
             for (name, contents) in zip(Self.fileNames, [hosts, hostname + "\n", resolvConf]) {
                 try writeFile("\(layer)/etc/\(name)", "", owner: 0)
                 try writeFile("\(files)/\(name)", contents, owner: owner)

@@ -48,7 +48,7 @@ public struct LayerApplier {
             throw SkiffError(.invalidInput, "cannot read the layer \(archive): \(archiveError(reader))")
         }
         do {
-            try FileTree.makeDirectories(directory)
+            try Files.makeDirectories(directory)
         } catch {
             throw SkiffError(.setupFailed, "cannot create the layer directory \(directory)", cause: error)
         }

@@ -20,17 +20,18 @@ public struct UnionWorkspace: Sendable {
         let keptWork = upper.map { "\(parentDirectory(of: $0))/.\(baseName($0)).skiff-work-\(getpid())" }
         keptWorkDirectory = keptWork
         self.upper = upper ?? root + "/rw/upper"
+        Self.sweepStale(in: temporary, name: name)
         do {
             try FileTree.remove(root)
             try checked(mkdir(root, 0o711), "mkdir", root)
             try checked(chmod(root, 0o711), "chmod", root)
-            try FileTree.makeDirectories(merged)
+            try Files.makeDirectories(merged)
             if let upper, let keptWork {
-                try FileTree.makeDirectories(upper)
-                try FileTree.makeDirectories(keptWork)
+                try Files.makeDirectories(upper)
+                try Files.makeDirectories(keptWork)
             } else {
-                try FileTree.makeDirectories(root + "/rw/upper")
-                try FileTree.makeDirectories(root + "/rw/work")
+                try Files.makeDirectories(root + "/rw/upper")
+                try Files.makeDirectories(root + "/rw/work")
             }
         } catch {
             throw SkiffError(.setupFailed, "cannot prepare the union's workspace \(root)", cause: error)
@@ -64,6 +65,16 @@ public struct UnionWorkspace: Sendable {
             layers.append(try layer(from: source, index: index, opaqueXattr: opaqueXattr, kernel: kernel))
         }
         return layers
+    }
+
+    /// Workspaces are named after the process that made them. One whose process is gone was left
+    /// by a run killed before it could clean up; its mounts went with that process's private
+    /// mount table, so what is left is plain files: remove them.
+    static func sweepStale(in directory: String, name: String) {
+        for entry in (try? Files.names(in: directory)) ?? [] where entry.hasPrefix("skiff-\(name)-") {
+            guard let pid = Int32(entry.dropFirst("skiff-\(name)-".count)), pid != getpid(), !ProcFS().isRunning(pid) else { continue }
+            try? FileTree.remove("\(directory)/\(entry)")
+        }
     }
 
     /// Removes everything the workspace made. Call after the staging mounts are gone: removal

@@ -58,6 +58,9 @@ ssize_t sk_llistxattr(const char *path, char *names, size_t size);
 /// `*failed_step` naming the call that failed.
 int sk_bind_idmapped(const char *source, const char *target, const char *userns_path, const char **failed_step);
 
+/// gettid(2): a netns is per thread, so the thread's own /proc entry names it.
+pid_t sk_gettid(void);
+
 /// makedev(3) is a macro.
 dev_t sk_makedev(unsigned int major, unsigned int minor);
 unsigned int sk_major(dev_t device);
