@@ -519,7 +519,7 @@ extension RealTests {
                 [
                     "--hostname", "web1", "--dns", "192.0.2.53", "--upper", upper, "--",
                     "sh", "-c",
-                    "grep web1 /etc/hosts; cat /etc/hostname /etc/resolv.conf; echo '10.0.0.9 db' >> /etc/hosts && tail -n 1 /etc/hosts; touch /tmp/note",
+                    "grep web1 /etc/hosts; cat /etc/hostname; grep nameserver /etc/resolv.conf; echo '10.0.0.9 db' >> /etc/hosts && tail -n 1 /etc/hosts; touch /tmp/note",
                 ])
             #expect(outcome.status == 0)
             #expect(outcome.lines == ["127.0.1.1\tweb1", "web1", "nameserver 192.0.2.53", "10.0.0.9 db"])
