@@ -22,19 +22,23 @@
  * which cannot work reliably from a static binary.
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
 #include <limits.h>
 #include <linux/magic.h>
 #include <net/if.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/ioctl.h>
 #include <sys/ipc.h>
 #include <sys/prctl.h>
@@ -42,6 +46,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/time.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -822,6 +827,470 @@ static int verb_cpuburn(char **argv)
     return 0;
 }
 
+/* ---------------------------------------- network lesson: addresses, TCP */
+
+#define NET_TIMEOUT_SECONDS 10  /* connect, send and receive timeout of sockets */
+#define CONNECT_RETRIES 50      /* refused/unreachable retries, 100 ms apart */
+#define SERVE_ALARM_SECONDS 120 /* serve never runs longer than this */
+#define SERVE_MAX_MESSAGE 4096  /* serve reads at most this much per connection */
+#define BLAST_BUFFER (128 * 1024)
+
+/* One IPv4 address of an interface, for sorting by name then numerically by address. */
+struct ifaddr4 {
+    char *name;
+    uint32_t addr; /* host byte order */
+    int prefix;
+};
+
+static int cmp_ifaddr4(const void *a, const void *b)
+{
+    const struct ifaddr4 *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    if (c != 0)
+        return c;
+    if (x->addr != y->addr)
+        return x->addr < y->addr ? -1 : 1;
+    return x->prefix - y->prefix;
+}
+
+/* The prefix length of a netmask in network byte order (its number of one bits). */
+static int mask_prefix(uint32_t mask)
+{
+    return __builtin_popcount(ntohl(mask));
+}
+
+/* addrs: "IFNAME ADDRESS/PREFIX" per IPv4 address of every interface (lo too), sorted. */
+static int verb_addrs(char **argv)
+{
+    (void)argv;
+    /* getifaddrs asks the kernel over netlink, so it sees our netns even if /sys is the host's. */
+    struct ifaddrs *ifs;
+    if (getifaddrs(&ifs) != 0)
+        fail("getifaddrs");
+    struct ifaddr4 *list = NULL;
+    size_t n = 0, cap = 0;
+    for (struct ifaddrs *p = ifs; p != NULL; p = p->ifa_next) {
+        if (p->ifa_addr == NULL || p->ifa_addr->sa_family != AF_INET)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            list = xrealloc(list, cap * sizeof(*list));
+        }
+        const struct sockaddr_in *addr = (const struct sockaddr_in *)p->ifa_addr;
+        const struct sockaddr_in *mask = (const struct sockaddr_in *)p->ifa_netmask;
+        list[n].name = xstrdup(p->ifa_name);
+        list[n].addr = ntohl(addr->sin_addr.s_addr);
+        list[n].prefix = mask ? mask_prefix(mask->sin_addr.s_addr) : 32;
+        n++;
+    }
+    freeifaddrs(ifs);
+    qsort(list, n, sizeof(*list), cmp_ifaddr4);
+    for (size_t i = 0; i < n; i++) {
+        struct in_addr a = {htonl(list[i].addr)};
+        char text[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, &a, text, sizeof(text));
+        printf("%s %s/%d\n", list[i].name, text, list[i].prefix);
+        free(list[i].name);
+    }
+    free(list);
+    return 0;
+}
+
+/* routes: the main IPv4 routing table from /proc/net/route, in file order, `ip route` style. */
+static int verb_routes(char **argv)
+{
+    (void)argv;
+    const char *path = "/proc/net/route";
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        fail(path);
+    char *line = NULL;
+    size_t cap = 0;
+    int header = 1;
+    while (getline(&line, &cap, f) >= 0) {
+        if (header) { /* "Iface Destination Gateway Flags RefCnt Use Metric Mask ..." */
+            header = 0;
+            continue;
+        }
+        char *fields[8];
+        if (split_fields(line, fields, 8) != 8)
+            continue;
+        /*
+         * The kernel prints each address as the hex of its in-memory (network byte order)
+         * 32-bit value, so the parsed number is already an s_addr, on any endianness.
+         */
+        struct in_addr dest = {(uint32_t)strtoul(fields[1], NULL, 16)};
+        struct in_addr gateway = {(uint32_t)strtoul(fields[2], NULL, 16)};
+        uint32_t mask = (uint32_t)strtoul(fields[7], NULL, 16);
+        char text[INET_ADDRSTRLEN];
+        if (dest.s_addr == 0 && mask == 0) {
+            printf("default");
+        } else {
+            inet_ntop(AF_INET, &dest, text, sizeof(text));
+            printf("%s/%d", text, mask_prefix(mask));
+        }
+        if (gateway.s_addr != 0) {
+            inet_ntop(AF_INET, &gateway, text, sizeof(text));
+            printf(" via %s", text);
+        }
+        printf(" dev %s\n", fields[0]);
+    }
+    if (ferror(f))
+        fail(path);
+    free(line);
+    fclose(f);
+    return 0;
+}
+
+/* Like fail(), but a socket timeout (EAGAIN, or EINPROGRESS from connect) reads as ETIMEDOUT. */
+static void __attribute__((noreturn)) fail_socket(const char *what)
+{
+    if (errno == EAGAIN || errno == EINPROGRESS)
+        errno = ETIMEDOUT;
+    fail(what);
+}
+
+/* Give socket FD send and receive timeouts (the send timeout also bounds connect). */
+static void set_socket_timeouts(int fd, int seconds)
+{
+    struct timeval tv = {seconds, 0};
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0)
+        fail("setsockopt");
+}
+
+/* Parse a TCP port 1..65535, or exit 2. */
+static uint16_t parse_port(const char *s)
+{
+    unsigned long long port = parse_number(s, 65535);
+    if (port == 0)
+        bad_usage("port 0 is not a port");
+    return (uint16_t)port;
+}
+
+/*
+ * Look NAME up in /etc/hosts: the address of the first IPv4 line listing NAME among its
+ * names (case-insensitive), as the "files" NSS module would. Returns 0 if found, -1 if not.
+ * We read the file ourselves because getaddrinfo needs NSS, which a static binary lacks.
+ */
+static int hosts_lookup(const char *name, struct in_addr *addr)
+{
+    const char *path = "/etc/hosts";
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        fail(path);
+    char *line = NULL;
+    size_t cap = 0;
+    int found = 0;
+    while (!found && getline(&line, &cap, f) >= 0) {
+        char *comment = strchr(line, '#');
+        if (comment != NULL)
+            *comment = '\0';
+        char *fields[64];
+        int n = split_fields(line, fields, 64);
+        if (n < 2 || inet_pton(AF_INET, fields[0], addr) != 1)
+            continue; /* blank, comment-only, malformed or IPv6 line */
+        for (int i = 1; i < n && !found; i++)
+            found = strcasecmp(fields[i], name) == 0;
+    }
+    if (ferror(f))
+        fail(path);
+    free(line);
+    fclose(f);
+    return found ? 0 : -1;
+}
+
+/* Resolve ARG, "HOST:PORT" with HOST a dotted IPv4 address or an /etc/hosts name, into SA. */
+static void resolve_endpoint(const char *arg, struct sockaddr_in *sa)
+{
+    const char *colon = strrchr(arg, ':');
+    if (colon == NULL || colon == arg)
+        bad_usage("expects HOST:PORT, got '%s'", arg);
+    char host[256];
+    size_t len = (size_t)(colon - arg);
+    if (len >= sizeof(host))
+        bad_usage("host name too long: '%s'", arg);
+    memcpy(host, arg, len);
+    host[len] = '\0';
+    memset(sa, 0, sizeof(*sa));
+    sa->sin_family = AF_INET;
+    sa->sin_port = htons(parse_port(colon + 1));
+    if (inet_pton(AF_INET, host, &sa->sin_addr) == 1)
+        return;
+    if (hosts_lookup(host, &sa->sin_addr) != 0) {
+        fflush(stdout);
+        fprintf(stderr, "probe: %s %s: name not found in /etc/hosts\n", g_verb, arg);
+        exit(1);
+    }
+}
+
+/*
+ * Connect over TCP to ARG ("HOST:PORT") with NET_TIMEOUT_SECONDS timeouts; return the socket.
+ * A refused or unreachable connection is retried CONNECT_RETRIES times, 100 ms apart, since
+ * the server may still be starting; then "probe: VERB HOST:PORT: strerror" and exit 1.
+ */
+static int connect_endpoint(const char *arg)
+{
+    struct sockaddr_in sa;
+    resolve_endpoint(arg, &sa);
+    /* A peer that goes away must make write fail with EPIPE, not kill us with SIGPIPE. */
+    signal(SIGPIPE, SIG_IGN);
+    for (int attempt = 0;; attempt++) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            fail("socket");
+        set_socket_timeouts(fd, NET_TIMEOUT_SECONDS);
+        if (connect(fd, (const struct sockaddr *)&sa, sizeof(sa)) == 0)
+            return fd;
+        int err = errno;
+        close(fd);
+        int retry = err == ECONNREFUSED || err == ENETUNREACH || err == EHOSTUNREACH;
+        if (!retry || attempt >= CONNECT_RETRIES) {
+            errno = err;
+            fail_socket(arg);
+        }
+        sleep_seconds(0.1);
+    }
+}
+
+/* Listen on 0.0.0.0:PORT (SO_REUSEADDR), then print "listening PORT" and flush it. */
+static int listen_port(const char *arg)
+{
+    uint16_t port = parse_port(arg);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        fail("socket");
+    int one = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0)
+        fail("setsockopt");
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    sa.sin_addr.s_addr = htonl(INADDR_ANY);
+    char what[32];
+    snprintf(what, sizeof(what), "0.0.0.0:%u", (unsigned)port);
+    if (bind(fd, (const struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 64) != 0)
+        fail(what);
+    /* Only now can a client connect, so a test may wait for this line. */
+    printf("listening %u\n", (unsigned)port);
+    if (fflush(stdout) != 0)
+        fail("stdout");
+    return fd;
+}
+
+/* Accept one connection on LFD, retrying interruptions; PEER receives "ADDRESS:PORT". */
+static int accept_peer(int lfd, char *peer, size_t len)
+{
+    for (;;) {
+        struct sockaddr_in sa;
+        socklen_t salen = sizeof(sa);
+        int fd = accept4(lfd, (struct sockaddr *)&sa, &salen, SOCK_CLOEXEC);
+        if (fd >= 0) {
+            char text[INET_ADDRSTRLEN];
+            inet_ntop(AF_INET, &sa.sin_addr, text, sizeof(text));
+            snprintf(peer, len, "%s:%u", text, (unsigned)ntohs(sa.sin_port));
+            return fd;
+        }
+        /* A client that gave up before we took its connection is not our failure. */
+        if (errno != EINTR && errno != ECONNABORTED && errno != EPROTO)
+            fail("accept");
+    }
+}
+
+/*
+ * Answer one serve connection: read up to SERVE_MAX_MESSAGE bytes, until EOF or a newline,
+ * then reply "echo HOSTNAME: FIRST-LINE" (without its newline), or a minimal HTTP/1.0 page
+ * if the request starts with "GET ". Returns -1 with errno set if the connection failed.
+ */
+static int serve_connection(int fd, const char *nodename)
+{
+    char buf[SERVE_MAX_MESSAGE];
+    size_t len = 0;
+    while (len < sizeof(buf)) {
+        ssize_t r = read(fd, buf + len, sizeof(buf) - len);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (r == 0)
+            break;
+        int newline = memchr(buf + len, '\n', (size_t)r) != NULL;
+        len += (size_t)r;
+        if (newline)
+            break;
+    }
+
+    char reply[SERVE_MAX_MESSAGE + 256];
+    size_t n = 0;
+    if (len >= 4 && memcmp(buf, "GET ", 4) == 0) {
+        n = (size_t)snprintf(reply, sizeof(reply),
+                             "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+                             "\r\nhello from %s\n",
+                             nodename);
+    } else {
+        /* Copied with memcpy, not %s, so that bytes after a NUL are echoed too. */
+        char *nl = memchr(buf, '\n', len);
+        size_t line = nl ? (size_t)(nl - buf) : len;
+        if (line > 0 && buf[line - 1] == '\r')
+            line--;
+        size_t hlen = strlen(nodename);
+        memcpy(reply + n, "echo ", 5);
+        n += 5;
+        memcpy(reply + n, nodename, hlen);
+        n += hlen;
+        memcpy(reply + n, ": ", 2);
+        n += 2;
+        memcpy(reply + n, buf, line);
+        n += line;
+        reply[n++] = '\n';
+    }
+    if (write_all(fd, reply, n) != 0)
+        return -1;
+
+    /*
+     * Lingering close: closing with unread input (HTTP headers after the request line) would
+     * reset the connection and could destroy the reply in flight. So end our side, then read
+     * until the client closes too, waiting at most 1 s for each read.
+     */
+    if (shutdown(fd, SHUT_WR) != 0)
+        return -1;
+    struct timeval tv = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    while (read(fd, buf, sizeof(buf)) > 0)
+        ;
+    return 0;
+}
+
+/* serve PORT [COUNT]: answer COUNT (default 1) TCP connections with an echo or HTTP reply. */
+static int verb_serve(char **argv)
+{
+    unsigned long long count = argv[1] ? parse_number(argv[1], 1000) : 1;
+    if (count == 0)
+        bad_usage("COUNT must be 1..1000");
+    /* Never hang a test: SIGALRM's default action ends us after SERVE_ALARM_SECONDS. */
+    signal(SIGALRM, SIG_DFL);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGALRM);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+    alarm(SERVE_ALARM_SECONDS);
+    signal(SIGPIPE, SIG_IGN); /* a client that went away gives EPIPE, reported below */
+    struct utsname u;
+    if (uname(&u) != 0)
+        fail("uname");
+    int lfd = listen_port(argv[0]);
+    int rc = 0;
+    for (unsigned long long i = 0; i < count; i++) {
+        char peer[64];
+        int fd = accept_peer(lfd, peer, sizeof(peer));
+        set_socket_timeouts(fd, NET_TIMEOUT_SECONDS);
+        if (serve_connection(fd, u.nodename) != 0) {
+            /* A failed client (timeout, reset) does not stop the others but makes us exit 1. */
+            int err = errno == EAGAIN ? ETIMEDOUT : errno;
+            fflush(stdout);
+            fprintf(stderr, "probe: serve %s: %s\n", peer, strerror(err));
+            rc = 1;
+        }
+        close(fd);
+    }
+    close(lfd);
+    return rc;
+}
+
+/* connect HOST:PORT [MESSAGE]: send MESSAGE (default "ping") and a newline, print the reply. */
+static int verb_connect(char **argv)
+{
+    const char *message = argv[1] ? argv[1] : "ping";
+    int fd = connect_endpoint(argv[0]);
+    if (write_all(fd, message, strlen(message)) != 0 || write_all(fd, "\n", 1) != 0)
+        fail_socket(argv[0]);
+    if (shutdown(fd, SHUT_WR) != 0)
+        fail_socket(argv[0]);
+    char buf[65536];
+    for (;;) {
+        ssize_t r = read(fd, buf, sizeof(buf));
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            fail_socket(argv[0]);
+        }
+        if (r == 0)
+            break;
+        if (write_all(STDOUT_FILENO, buf, (size_t)r) != 0)
+            fail("stdout");
+    }
+    close(fd);
+    return 0;
+}
+
+/* sink PORT: accept one TCP connection, read it to EOF, print "received BYTES bytes". */
+static int verb_sink(char **argv)
+{
+    int lfd = listen_port(argv[0]);
+    char peer[64];
+    int fd = accept_peer(lfd, peer, sizeof(peer));
+    close(lfd);
+    set_socket_timeouts(fd, NET_TIMEOUT_SECONDS);
+    static char buf[BLAST_BUFFER];
+    unsigned long long total = 0;
+    for (;;) {
+        ssize_t r = read(fd, buf, sizeof(buf));
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            fail_socket(peer);
+        }
+        if (r == 0)
+            break;
+        total += (unsigned long long)r;
+    }
+    close(fd);
+    printf("received %llu bytes\n", total);
+    return 0;
+}
+
+/* Seconds on the monotonic clock, for measuring wall time. */
+static double monotonic_seconds(void)
+{
+    struct timespec t;
+    if (clock_gettime(CLOCK_MONOTONIC, &t) != 0)
+        fail("clock_gettime");
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* blast HOST:PORT SECONDS: write 128 KiB buffers for SECONDS; print bytes, time and Gbit/s. */
+static int verb_blast(char **argv)
+{
+    char *end;
+    errno = 0;
+    double s = strtod(argv[1], &end);
+    if (argv[1][0] == '\0' || *end != '\0' || errno != 0 || !(s >= 0) || s > 600)
+        bad_usage("not a number of seconds in range 0..600: '%s'", argv[1]);
+    int fd = connect_endpoint(argv[0]);
+    static char buf[BLAST_BUFFER];
+    memset(buf, 'x', sizeof(buf));
+    unsigned long long total = 0;
+    double start = monotonic_seconds(), elapsed;
+    /* The clock starts once connected, and the last write may end a little after SECONDS. */
+    while ((elapsed = monotonic_seconds() - start) < s) {
+        ssize_t w = write(fd, buf, sizeof(buf));
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            fail_socket(argv[0]);
+        }
+        total += (unsigned long long)w;
+    }
+    if (shutdown(fd, SHUT_WR) != 0)
+        fail_socket(argv[0]);
+    close(fd);
+    double gbits = elapsed > 0 ? (double)total * 8 / elapsed / 1e9 : 0;
+    printf("sent %llu bytes in %.2f s = %.2f Gbit/s\n", total, elapsed, gbits);
+    return 0;
+}
+
 /* ------------------------------------------------------------------ main */
 
 struct verb {
@@ -859,6 +1328,12 @@ static const struct verb verbs[] = {
     {"memhog", 1, 0, " MB", verb_memhog},
     {"forkbomb", 0, 1, " [MAX]", verb_forkbomb},
     {"cpuburn", 1, 0, " SECONDS", verb_cpuburn},
+    {"addrs", 0, 0, "", verb_addrs},
+    {"routes", 0, 0, "", verb_routes},
+    {"serve", 1, 1, " PORT [COUNT]", verb_serve},
+    {"connect", 1, 1, " HOST:PORT [MESSAGE]", verb_connect},
+    {"sink", 1, 0, " PORT", verb_sink},
+    {"blast", 2, 0, " HOST:PORT SECONDS", verb_blast},
 };
 
 #define NVERBS (sizeof(verbs) / sizeof(verbs[0]))
