@@ -20,6 +20,10 @@ enum RouteMessage {
     static let master: UInt16 = 10  // IFLA_MASTER
     static let linkInfo: UInt16 = 18  // IFLA_LINKINFO
     static let namespacePID: UInt16 = 19  // IFLA_NET_NS_PID
+    static let namespaceFD: UInt16 = 28  // IFLA_NET_NS_FD
+    static let mtu: UInt16 = 4  // IFLA_MTU
+    static let getAddress: UInt16 = 22
+    static let flagDump: UInt16 = 0x300
     static let infoKind: UInt16 = 1  // IFLA_INFO_KIND
     static let infoData: UInt16 = 2  // IFLA_INFO_DATA
     static let vethPeer: UInt16 = 1  // VETH_INFO_PEER
@@ -63,6 +67,57 @@ enum RouteMessage {
     static func setMaster(link: String, bridgeIndex: Int32, bridgeName: String) -> NetlinkRequest {
         let body = interfaceInfo() + attribute(interfaceName, cString(link)) + attribute(master, bytes(UInt32(bitPattern: bridgeIndex)))
         return request(newLink, flags: 0, body: body, summary: "RTM_NEWLINK \(link) master \(bridgeName)")
+    }
+
+    /// Sets the MTU of `link` (IFLA_MTU).
+    static func setMTU(link: String, mtu value: UInt32, namespacePID: Int32? = nil) -> NetlinkRequest {
+        let body = interfaceInfo() + attribute(interfaceName, cString(link)) + attribute(mtu, bytes(value))
+        return request(newLink, flags: 0, body: body, summary: "RTM_NEWLINK \(link) mtu \(value)", namespacePID: namespacePID)
+    }
+
+    /// Renames the link with index `index` (a name can only change while the link is down).
+    static func rename(index: Int32, to name: String, namespacePID: Int32? = nil) -> NetlinkRequest {
+        var header = interfaceInfo()
+        header.replaceSubrange(4..<8, with: bytes(index))
+        return request(
+            newLink, flags: 0, body: header + attribute(interfaceName, cString(name)), summary: "RTM_NEWLINK index \(index) name \(name)",
+            namespacePID: namespacePID)
+    }
+
+    /// Moves `link` into the network namespace of process `pid` (IFLA_NET_NS_PID), or of the
+    /// namespace file descriptor `fd` (IFLA_NET_NS_FD).
+    static func move(link: String, toNamespaceOfPID pid: Int32? = nil, fd: Int32? = nil) -> NetlinkRequest {
+        let target =
+            pid.map { attribute(namespacePID, bytes(UInt32(bitPattern: $0))) }
+            ?? attribute(namespaceFD, bytes(UInt32(bitPattern: fd ?? -1)))
+        let body = interfaceInfo() + attribute(interfaceName, cString(link)) + target
+        return request(newLink, flags: 0, body: body, summary: "RTM_NEWLINK \(link) netns \(pid.map { "of \($0)" } ?? "fd \(fd ?? -1)")")
+    }
+
+    /// Every link: a dump of RTM_NEWLINK answers.
+    static func listLinks(namespacePID: Int32? = nil) -> NetlinkRequest {
+        request(getLink, flags: flagDump, body: interfaceInfo(), summary: "RTM_GETLINK dump", namespacePID: namespacePID)
+    }
+
+    /// Every IPv4 address: a dump of RTM_NEWADDR answers.
+    static func listAddresses(namespacePID: Int32? = nil) -> NetlinkRequest {
+        request(
+            getAddress, flags: flagDump, body: [familyIPv4, 0, 0, 0] + bytes(UInt32(0)), summary: "RTM_GETADDR dump",
+            namespacePID: namespacePID)
+    }
+
+    /// The attributes of an answer after its fixed header of `headerLength` bytes: type -> payload.
+    static func attributes(of answer: [UInt8], headerLength: Int) -> [UInt16: [UInt8]] {
+        var result: [UInt16: [UInt8]] = [:]
+        var offset = 16 + headerLength
+        while offset + 4 <= answer.count {
+            let length = Int(answer.loadLittleEndian(UInt16.self, at: offset))
+            let type = answer.loadLittleEndian(UInt16.self, at: offset + 2) & 0x3fff
+            guard length >= 4, offset + length <= answer.count else { break }
+            result[type] = Array(answer[(offset + 4)..<(offset + length)])
+            offset += (length + 3) & ~3
+        }
+        return result
     }
 
     static func deleteLink(_ name: String) -> NetlinkRequest {

@@ -1,6 +1,7 @@
 import Foundation
 import SkiffCgroups
 import SkiffKernel
+import SkiffNetwork
 import Testing
 
 @testable import SkiffLayers
@@ -533,6 +534,125 @@ extension RealTests {
             let outcome = try lesson("lesson09-init-layer", ["--dns", "not-an-address", "--", "true"])
             #expect(outcome.status == 125)
             #expect(outcome.stderr.contains("invalid --dns \"not-an-address\""))
+        }
+    }
+}
+
+extension RealTests {
+    @Suite("lesson 10: veth, bridge, NAT, ports, names")
+    struct Lesson10VethBridge {
+        /// A bridge and subnet of the tests' own, so nothing of a real skiff0 is touched.
+        static let network = ["--bridge", "sktest0", "--subnet", "10.213.0.0/24"]
+        static let probe = Host.sampleRootfs + "/probe"
+
+        static func container(_ name: String, _ arguments: [String]) throws -> Started {
+            try Started(Host.executable("lesson10-veth-bridge"), ["--name", name] + network + arguments)
+        }
+
+        /// Nothing of the test network is left: no bridge, no veth, no NAT table, no lease.
+        static func expectNetworkGone() throws {
+            let links = try Files.names(in: "/sys/class/net")
+            #expect(!links.contains("sktest0"), "the bridge is removed")
+            #expect(!links.contains { $0.hasPrefix("sk") && $0.count == 10 }, "no veth is left: \(links)")
+            let nft = try Tool.run(try #require(Tool.find("nft")), ["list", "tables"])
+            #expect(!nft.output.contains("skiff_sktest0"), "the NAT table is removed")
+            let leases = (try? Files.readText("/run/skiff/networks/sktest0.leases")) ?? ""
+            #expect(leases.isEmpty, "no lease is left: \(leases)")
+        }
+
+        @Test("every command in lessons/10-veth-bridge/README.md runs as shown")
+        func readme() throws {
+            try ReadmeCheck.verify(lesson: "10-veth-bridge")
+        }
+
+        @Test("two containers exchange TCP data both ways, by name")
+        func byName() throws {
+            let server = try Self.container("srv", ["--", "/probe", "serve", "7000", "1"])
+            try server.waitForOutput("listening 7000")
+            let client = try lesson(
+                "lesson10-veth-bridge", ["--name", "cli"] + Self.network + ["--", "/probe", "connect", "srv:7000", "hello"])
+            #expect(client.status == 0)
+            #expect(client.stdout == "echo srv: hello\n", "the client's words reached the server, and its answer came back")
+            #expect(server.finish().status == 0)
+            try Self.expectNetworkGone()
+        }
+
+        @Test("a container reaches a server on the bridge's gateway address")
+        func gateway() throws {
+            let keeper = try Self.container("keeper", ["--", "/probe", "serve", "7001", "1"])
+            try keeper.waitForOutput("listening 7001")
+            // The host's side of the bridge, 10.213.0.1, exists while a container holds a lease.
+            let hostServer = try Started(Self.probe, ["serve", "17002", "1"])
+            try hostServer.waitForOutput("listening 17002")
+            let client = try lesson(
+                "lesson10-veth-bridge", ["--name", "cli"] + Self.network + ["--", "/probe", "connect", "10.213.0.1:17002", "up"])
+            #expect(client.stdout == "echo \(gethostnameString()): up\n")
+            #expect(hostServer.finish().status == 0)
+            _ = try lesson("lesson10-veth-bridge", ["--name", "cli2"] + Self.network + ["--", "/probe", "connect", "keeper:7001", "bye"])
+            _ = keeper.finish()
+            try Self.expectNetworkGone()
+        }
+
+        @Test("the host reaches a published port on 127.0.0.1 and gets the container's answer")
+        func publishedPort() throws {
+            let web = try Self.container("web", ["-p", "18181:7000", "--", "/probe", "serve", "7000", "1"])
+            try web.waitForOutput("listening 7000")
+            let taken = try lesson("lesson10-veth-bridge", ["--name", "other", "-p", "18181:80"] + Self.network + ["--", "true"])
+            #expect(taken.status == 125)
+            #expect(taken.stderr.contains("port 18181/tcp is already published by web"))
+            let answer = try Started(Self.probe, ["connect", "127.0.0.1:18181", "from the host"]).finish()
+            #expect(answer.stdout == "echo web: from the host\n")
+            #expect(web.finish().status == 0)
+            try Self.expectNetworkGone()
+        }
+
+        @Test("two containers started at once get different addresses")
+        func distinctAddresses() throws {
+            let first = try Self.container("twin1", ["--", "/probe", "addrs"])
+            let second = try Self.container("twin2", ["--", "/probe", "addrs"])
+            let addresses = [first.finish(), second.finish()].map { outcome in
+                outcome.lines.first { $0.hasPrefix("eth0 ") } ?? "none"
+            }
+            #expect(addresses.allSatisfy { $0.hasPrefix("eth0 10.213.0.") && $0.hasSuffix("/24") }, "\(addresses)")
+            #expect(addresses[0] != addresses[1])
+            try Self.expectNetworkGone()
+        }
+
+        @Test("inside: eth0 with its address, the default route via the bridge, and lo")
+        func insideView() throws {
+            let outcome = try lesson(
+                "lesson10-veth-bridge", ["--name", "look"] + Self.network + ["--", "sh", "-c", "/probe addrs; /probe routes"])
+            #expect(outcome.lines.contains("eth0 10.213.0.2/24"))
+            #expect(outcome.lines.contains("lo 127.0.0.1/8"))
+            #expect(outcome.lines.contains("default via 10.213.0.1 dev eth0"))
+            try Self.expectNetworkGone()
+        }
+
+        @Test(
+            "bad network input is a clear error, and nothing is created",
+            arguments: [
+                (["-p", "99999:80"], "invalid -p \"99999:80\""),
+                (["-p", "80"], "invalid -p \"80\""),
+                (["-p", "8080:80/sctp"], "invalid -p \"8080:80/sctp\""),
+                (["--subnet", "10.213.0.0/33"], "invalid subnet \"10.213.0.0/33\""),
+                (["--subnet", "10.213.0.1/24"], "host bits are set"),
+                (["--bridge", "a-name-far-too-long"], "invalid bridge name"),
+            ] as [([String], String)])
+        func badInput(arguments: [String], message: String) throws {
+            let outcome = try lesson("lesson10-veth-bridge", ["--name", "bad"] + Self.network + arguments + ["--", "true"])
+            #expect(outcome.status == 125)
+            #expect(outcome.stderr.contains(message), "\(outcome.stderr)")
+            try Self.expectNetworkGone()
+        }
+
+        @Test("a subnet that overlaps a host route is refused")
+        func overlappingSubnet() throws {
+            let route = try #require(HostRoutes.read().first { $0.device != "lo" }, "the host has a route")
+            let outcome = try lesson(
+                "lesson10-veth-bridge", ["--name", "bad", "--bridge", "sktest0", "--subnet", route.subnet.description, "--", "true"])
+            #expect(outcome.status == 125)
+            #expect(outcome.stderr.contains("overlaps the host's route"))
+            try Self.expectNetworkGone()
         }
     }
 }
