@@ -6,7 +6,10 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <linux/filter.h>
 #include <linux/mount.h>
+#include <linux/seccomp.h>
+#include <sys/mman.h>
 #include <stdint.h>
 #include <sys/prctl.h>
 #include <sys/xattr.h>
@@ -42,6 +45,22 @@ int sk_setresuid(uid_t uid) { return setresuid(uid, uid, uid); }
 int sk_setresgid(gid_t gid) { return setresgid(gid, gid, gid); }
 
 int sk_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+int sk_set_no_new_privileges(void) { return prctl(PR_SET_NO_NEW_PRIVS, 1UL, 0UL, 0UL, 0UL); }
+
+int sk_load_seccomp_filter(const void *program, size_t length) {
+    if (length == 0 || length % sizeof(struct sock_filter) != 0 || length / sizeof(struct sock_filter) > 0xffff) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct sock_fprog filter = {
+        .len = (unsigned short)(length / sizeof(struct sock_filter)),
+        .filter = (struct sock_filter *)program,
+    };
+    return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &filter, 0UL, 0UL);
+}
+
+int sk_memfd_create(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
 
 pid_t sk_gettid(void) { return (pid_t)syscall(SYS_gettid); }
 

@@ -56,7 +56,7 @@ public enum Files {
     /// Makes every missing directory of `path` (mkdir -p). Existing components may be symlinks:
     /// these are host paths the user chose. Inside a layer, use a walk that refuses symlinks.
     public static func makeDirectories(_ path: String, mode: mode_t = 0o755) throws(SyscallError) {
-        var current = ""
+        var current = path.hasPrefix("/") ? "" : currentDirectory()
         for component in path.split(separator: "/") {
             current += "/\(component)"
             var info = stat()
@@ -66,6 +66,18 @@ public enum Files {
                 throw SyscallError("mkdir", path: current)
             }
         }
+    }
+
+    /// getcwd(3).
+    public static func currentDirectory() -> String {
+        guard let directory = getcwd(nil, 0) else { return "/" }
+        defer { free(directory) }
+        return String(cString: directory)
+    }
+
+    /// `path` made absolute against the current directory (without resolving symlinks).
+    public static func absolute(_ path: String) -> String {
+        path.hasPrefix("/") ? path : currentDirectory() + "/" + path
     }
 
     /// Names in a directory, without . and .., sorted bytewise so walks are reproducible.
@@ -80,6 +92,19 @@ public enum Files {
             if name != "." && name != ".." { names.append(name) }
         }
         return names.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+    }
+
+    /// An anonymous in-memory file (memfd_create(2)), closed on exec.
+    public static func anonymous(_ name: String) throws(SyscallError) -> Int32 {
+        let fd = sk_memfd_create(name)
+        try check(fd, "memfd_create", name)
+        return fd
+    }
+
+    /// Everything in the file open at `fd`, from its start.
+    public static func contents(of fd: Int32) -> [UInt8] {
+        lseek(fd, 0, SEEK_SET)
+        return readAll(fd)
     }
 
     /// makedev(3): the dev_t for a major and minor device number.

@@ -21,6 +21,11 @@ public enum Syscall: Hashable, Sendable, CustomStringConvertible {
     /// prctl(PR_SET_PDEATHSIG): the signal this process gets when its parent dies.
     case setParentDeathSignal(Int32)
     case chmod(String, mode: UInt32)
+    case setNoNewPrivileges
+    /// A compiled seccomp filter (classic BPF), loaded for this process and all it execs.
+    case loadSeccompFilter([UInt8])
+    /// setrlimit(2).
+    case setResourceLimit(resource: Int32, name: String, soft: UInt64, hard: UInt64)
     case rmdir(String)
     /// lsetxattr(2), e.g. overlayfs's `trusted.overlay.opaque`.
     case setxattr(String, name: String, value: String)
@@ -52,6 +57,10 @@ public enum Syscall: Hashable, Sendable, CustomStringConvertible {
         case .setresuid(let uid): "setresuid(\(uid), \(uid), \(uid))"
         case .setParentDeathSignal(let signal): "prctl(PR_SET_PDEATHSIG, \(signalName(signal)))"
         case .chmod(let path, let mode): "chmod(\(quote(path)), \(octal(mode)))"
+        case .setNoNewPrivileges: "prctl(PR_SET_NO_NEW_PRIVS, 1)"
+        case .loadSeccompFilter(let program): "prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, {\(program.count / 8) BPF instructions})"
+        case .setResourceLimit(_, let name, let soft, let hard):
+            "setrlimit(\(name), {\(soft == UInt64.max ? "RLIM_INFINITY" : "\(soft)"), \(hard == UInt64.max ? "RLIM_INFINITY" : "\(hard)")})"
         case .rmdir(let path): "rmdir(\(quote(path)))"
         case .setxattr(let path, let name, let value): "lsetxattr(\(quote(path)), \(quote(name)), \(quote(value)))"
         case .bindIdmapped(let source, let target, let userNamespace):

@@ -49,6 +49,13 @@ public struct LinuxSyscalls: Syscalls, Sendable {
             try check(sk_set_parent_death_signal(signal), "prctl PR_SET_PDEATHSIG")
         case .chmod(let path, let mode):
             try check(Glibc.chmod(path, mode), "chmod", path)
+        case .setNoNewPrivileges:
+            try check(sk_set_no_new_privileges(), "prctl PR_SET_NO_NEW_PRIVS")
+        case .loadSeccompFilter(let program):
+            try check(program.withUnsafeBytes { sk_load_seccomp_filter($0.baseAddress, $0.count) }, "prctl PR_SET_SECCOMP")
+        case .setResourceLimit(let resource, let name, let soft, let hard):
+            var limit = rlimit(rlim_cur: rlim_t(soft), rlim_max: rlim_t(hard))
+            try check(setrlimit(__rlimit_resource_t(UInt32(resource)), &limit), "setrlimit \(name)")
         case .rmdir(let path):
             try check(Glibc.rmdir(path), "rmdir", path)
         case .setxattr(let path, let name, let value):

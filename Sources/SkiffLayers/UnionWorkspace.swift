@@ -14,7 +14,9 @@ public struct UnionWorkspace: Sendable {
 
     /// Creates the workspace. Mode 0711: the container's root, an unprivileged uid on the host,
     /// must pass through it to reach the staged layers, but may not list it.
-    public init(name: String, upper: String?) throws(SkiffError) {
+    public init(name: String, upper relativeUpper: String?) throws(SkiffError) {
+        // Absolute: the staging mounts and overlayfs's options need whole paths.
+        let upper = relativeUpper.map(Files.absolute)
         let temporary = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
         root = "\(temporary)/skiff-\(name)-\(getpid())"
         let keptWork = upper.map { "\(parentDirectory(of: $0))/.\(baseName($0)).skiff-work-\(getpid())" }

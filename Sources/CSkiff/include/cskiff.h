@@ -58,6 +58,17 @@ ssize_t sk_llistxattr(const char *path, char *names, size_t size);
 /// `*failed_step` naming the call that failed.
 int sk_bind_idmapped(const char *source, const char *target, const char *userns_path, const char **failed_step);
 
+/// prctl(PR_SET_NO_NEW_PRIVS, 1): execve can never grant privileges again (setuid bits, file
+/// capabilities); also what lets an unprivileged process install a seccomp filter.
+int sk_set_no_new_privileges(void);
+
+/// prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER) with a compiled classic-BPF program of `length`
+/// bytes (a whole number of struct sock_filter, 8 bytes each).
+int sk_load_seccomp_filter(const void *program, size_t length);
+
+/// memfd_create(2): an anonymous file, where libseccomp can export a compiled filter.
+int sk_memfd_create(const char *name);
+
 /// gettid(2): a netns is per thread, so the thread's own /proc entry names it.
 pid_t sk_gettid(void);
 
