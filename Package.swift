@@ -38,6 +38,7 @@ let package = Package(
         .target(name: "SkiffRootfs", dependencies: ["SkiffKernel"]),
         .target(name: "SkiffNetwork", dependencies: ["SkiffKernel"]),
         .target(name: "SkiffCgroups", dependencies: ["SkiffKernel"]),
+        .target(name: "SkiffSecurity", dependencies: ["SkiffKernel", "CCap", "CSeccomp"]),
         .target(
             name: "SkiffLayers",
             dependencies: ["SkiffKernel", "CArchive", .product(name: "Crypto", package: "swift-crypto")]
@@ -51,7 +52,7 @@ let package = Package(
         .testTarget(
             name: "SkiffTests",
             dependencies: [
-                "SkiffKernel", "SkiffNamespaces", "SkiffRootfs", "SkiffNetwork", "SkiffCgroups", "SkiffLayers", "SkiffLesson", "CArchive",
+                "SkiffKernel", "SkiffNamespaces", "SkiffRootfs", "SkiffNetwork", "SkiffCgroups", "SkiffLayers", "SkiffSecurity", "SkiffLesson", "CArchive",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
