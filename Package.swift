@@ -15,6 +15,7 @@ let lessons: [(folder: String, layers: [Target.Dependency])] = [
     ("08-union", ["SkiffNamespaces", "SkiffRootfs", "SkiffNetwork", "SkiffCgroups", "SkiffLayers"]),
     ("09-init-layer", ["SkiffNamespaces", "SkiffRootfs", "SkiffNetwork", "SkiffCgroups", "SkiffLayers"]),
     ("10-veth-bridge", ["SkiffNamespaces", "SkiffRootfs", "SkiffNetwork", "SkiffCgroups", "SkiffLayers"]),
+    ("11-security", ["SkiffNamespaces", "SkiffRootfs", "SkiffNetwork", "SkiffCgroups", "SkiffLayers", "SkiffSecurity"]),
 ]
 
 let package = Package(
@@ -52,7 +53,8 @@ let package = Package(
         .testTarget(
             name: "SkiffTests",
             dependencies: [
-                "SkiffKernel", "SkiffNamespaces", "SkiffRootfs", "SkiffNetwork", "SkiffCgroups", "SkiffLayers", "SkiffSecurity", "SkiffLesson", "CArchive",
+                "SkiffKernel", "SkiffNamespaces", "SkiffRootfs", "SkiffNetwork", "SkiffCgroups", "SkiffLayers", "SkiffSecurity",
+                "SkiffLesson", "CArchive",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),

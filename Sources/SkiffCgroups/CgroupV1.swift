@@ -19,6 +19,7 @@ struct CgroupV1: Cgroup {
         var wanted = ["memory", "cpu", "cpuacct", "pids"]
         if limits.cpuset != nil { wanted.append("cpuset") }
         if limits.blkioWeight != nil { wanted.append("blkio") }
+        if limits.deviceRules != nil { wanted.append("devices") }
         var directories: [String: String] = [:]
         for controller in wanted {
             guard let mountPoint = layout.v1Controllers[controller] else {
@@ -90,6 +91,13 @@ struct CgroupV1: Cgroup {
         }
         if let pids = limits.pids {
             try write("\(pids)", to: directory("pids") + "/pids.max", why: "at most \(pids) processes: fork fails beyond", kernel: kernel)
+        }
+        if let rules = limits.deviceRules {
+            let devices = directory("devices")
+            try write("a", to: devices + "/devices.deny", why: "no device at all, to begin with", kernel: kernel)
+            for rule in rules {
+                try write(rule, to: devices + "/devices.allow", why: "then allow \(rule)", kernel: kernel)
+            }
         }
         if let weight = limits.blkioWeight {
             let blkio = directory("blkio")

@@ -55,6 +55,11 @@ struct CgroupV2: Cgroup {
     }
 
     private func writeLimits() throws(SkiffError) {
+        if limits.deviceRules != nil {
+            // v2 has no devices files: access is decided by an eBPF program attached to the
+            // cgroup (BPF_CGROUP_DEVICE), which Skiff does not load yet.
+            kernel.narrator.note("device rules are not enforced on cgroup v2 yet (they need a BPF_CGROUP_DEVICE program)")
+        }
         if let bytes = limits.memoryBytes {
             try write("\(bytes)", to: directory + "/memory.max", why: "cap memory at \(humanBytes(bytes))", kernel: kernel)
             // Without swap accounting there is no memory.swap.max, and no swap to limit.

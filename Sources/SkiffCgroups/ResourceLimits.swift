@@ -16,6 +16,15 @@ public struct ResourceLimits: Equatable, Sendable {
     public var pids: UInt64?
     /// Relative block I/O weight (10...1000).
     public var blkioWeight: UInt64?
+    /// The devices the container may use, as devices.allow lines (`c 1:3 rwm`); all others are
+    /// denied. nil leaves device access alone.
+    public var deviceRules: [String]?
+
+    /// The character devices a container gets in /dev, and new pseudo-terminals: null, zero,
+    /// full, random, urandom, tty, console, ptmx and /dev/pts/* (major 136), as Docker allows.
+    public static let containerDevices = [
+        "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm",
+    ]
 
     public init() {}
 

@@ -49,3 +49,15 @@ func withCStrings<Result>(_ strings: [String], _ body: ([UnsafeMutablePointer<CC
     defer { pointers.forEach { free($0) } }
     return body(pointers)
 }
+
+extension Kernel {
+    /// Becomes `uid`/`gid` with `groups`: groups first, then the gid, then the uid, because each
+    /// step needs the privilege the next one gives up. A change of credentials clears the
+    /// parent-death signal (prctl(2)), so it is set again.
+    public func switchUser(uid: UInt32, gid: UInt32, groups: [UInt32], why: String) throws(SyscallError) {
+        try run(.setgroups(groups), why: groups.isEmpty ? "no supplementary groups" : "the user's supplementary groups")
+        try run(.setresgid(gid), why: "group \(gid): \(why)")
+        try run(.setresuid(uid), why: "user \(uid): \(why)")
+        try run(.setParentDeathSignal(SIGKILL), why: "credentials changed, which cleared the parent-death signal")
+    }
+}

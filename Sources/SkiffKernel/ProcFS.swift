@@ -53,6 +53,13 @@ public enum Files {
 
     public static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 
+    /// Whether `path` is a directory (following symlinks), or nil if there is nothing there.
+    public static func isDirectory(_ path: String) -> Bool? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return info.st_mode & S_IFMT == S_IFDIR
+    }
+
     /// Makes every missing directory of `path` (mkdir -p). Existing components may be symlinks:
     /// these are host paths the user chose. Inside a layer, use a walk that refuses symlinks.
     public static func makeDirectories(_ path: String, mode: mode_t = 0o755) throws(SyscallError) {

@@ -15,7 +15,8 @@ public enum Syscall: Hashable, Sendable, CustomStringConvertible {
     case symlink(target: String, path: String)
     /// Writes a whole file in one write(2), as /proc/PID/uid_map requires.
     case writeFile(String, contents: String)
-    case setgroupsEmpty
+    /// setgroups(2): the supplementary groups, none for an empty list.
+    case setgroups([UInt32])
     case setresgid(UInt32)
     case setresuid(UInt32)
     /// prctl(PR_SET_PDEATHSIG): the signal this process gets when its parent dies.
@@ -52,7 +53,7 @@ public enum Syscall: Hashable, Sendable, CustomStringConvertible {
             "mknod(\(quote(path)), S_IFCHR|\(octal(mode)), makedev(\(major), \(minor)))"
         case .symlink(let target, let path): "symlink(\(quote(target)), \(quote(path)))"
         case .writeFile(let path, let contents): "write(\(quote(path)), \(quote(contents)))"
-        case .setgroupsEmpty: "setgroups(0, NULL)"
+        case .setgroups(let groups): groups.isEmpty ? "setgroups(0, NULL)" : "setgroups(\(groups.count), \(groups))"
         case .setresgid(let gid): "setresgid(\(gid), \(gid), \(gid))"
         case .setresuid(let uid): "setresuid(\(uid), \(uid), \(uid))"
         case .setParentDeathSignal(let signal): "prctl(PR_SET_PDEATHSIG, \(signalName(signal)))"

@@ -39,8 +39,8 @@ public struct LinuxSyscalls: Syscalls, Sendable {
             try check(Glibc.symlink(target, path), "symlink", path)
         case .writeFile(let path, let contents):
             try writeWhole(path, contents)
-        case .setgroupsEmpty:
-            try check(setgroups(0, nil), "setgroups")
+        case .setgroups(let groups):
+            try check(groups.isEmpty ? setgroups(0, nil) : setgroups(groups.count, groups), "setgroups")
         case .setresgid(let gid):
             try check(sk_setresgid(gid), "setresgid \(gid)")
         case .setresuid(let uid):

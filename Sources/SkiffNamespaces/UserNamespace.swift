@@ -53,11 +53,7 @@ public enum UserNamespace {
     /// Becomes uid 0 and gid 0 of the new namespace. Until now the child ran as the host's uid,
     /// which has no mapping inside and shows as 65534 (nobody).
     public static func becomeRoot(kernel: Kernel) throws(SyscallError) {
-        try kernel.run(.setgroupsEmpty, why: "drop the host's supplementary groups, which mean nothing in here")
-        try kernel.run(.setresgid(0), why: "become group 0 inside: gid 0 maps to the host range")
-        try kernel.run(.setresuid(0), why: "become root inside: an unprivileged uid outside")
-        // A change of credentials clears the parent-death signal (prctl(2)): set it again.
-        try kernel.run(.setParentDeathSignal(SIGKILL), why: "credentials changed, which cleared the parent-death signal")
+        try kernel.switchUser(uid: 0, gid: 0, groups: [], why: "root inside, an unprivileged id outside")
     }
 }
 

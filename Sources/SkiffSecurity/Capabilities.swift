@@ -33,7 +33,8 @@ public struct CapabilitySet: Equatable, Sendable, CustomStringConvertible {
         let bare = name.lowercased().hasPrefix("cap_") ? String(name.dropFirst(4)) : name
         var value: cap_value_t = 0
         guard !bare.isEmpty, cap_from_name("cap_" + bare.lowercased(), &value) == 0, value < cap_max_bits() else {
-            throw SkiffError(.invalidInput, "unknown capability \"\(name)\": use names such as NET_ADMIN or CAP_NET_ADMIN (see capabilities(7)), or ALL")
+            throw SkiffError(
+                .invalidInput, "unknown capability \"\(name)\": use names such as NET_ADMIN or CAP_NET_ADMIN (see capabilities(7)), or ALL")
         }
         return value
     }
@@ -77,9 +78,12 @@ public enum Capabilities {
     /// which would lose CAP_SETPCAP needed to drop.
     public static func limitBoundingSet(to keep: CapabilitySet, kernel: Kernel) throws(SkiffError) {
         let dropped = CapabilitySet(bits: CapabilitySet.all.bits & ~keep.bits)
-        kernel.narrator.call("prctl(PR_CAPBSET_DROP, ...) x\(dropped.names.count)", why: "the bounding set keeps only \(keep.names.count) capabilities")
+        kernel.narrator.call(
+            "prctl(PR_CAPBSET_DROP, ...) x\(dropped.names.count)", why: "the bounding set keeps only \(keep.names.count) capabilities")
         for bit in (0..<64).filter({ dropped.contains($0) }) where cap_drop_bound(cap_value_t(bit)) != 0 {
-            throw SkiffError(.setupFailed, "cannot drop \(CapabilitySet(bits: 1 << UInt64(bit))) from the bounding set", cause: SyscallError("prctl PR_CAPBSET_DROP"))
+            throw SkiffError(
+                .setupFailed, "cannot drop \(CapabilitySet(bits: 1 << UInt64(bit))) from the bounding set",
+                cause: SyscallError("prctl PR_CAPBSET_DROP"))
         }
     }
 
@@ -96,6 +100,8 @@ public enum Capabilities {
         guard cap_set_proc(capabilities) == 0 else {
             throw SkiffError(.setupFailed, "cannot set the capabilities \(keep)", cause: SyscallError("capset"))
         }
-        guard cap_reset_ambient() == 0 else { throw SkiffError(.setupFailed, "cannot clear the ambient capabilities", cause: SyscallError("prctl PR_CAP_AMBIENT")) }
+        guard cap_reset_ambient() == 0 else {
+            throw SkiffError(.setupFailed, "cannot clear the ambient capabilities", cause: SyscallError("prctl PR_CAP_AMBIENT"))
+        }
     }
 }

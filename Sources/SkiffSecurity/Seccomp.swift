@@ -40,7 +40,9 @@ public struct SeccompProfile: Codable, Equatable, Sendable {
         } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
             throw SkiffError(.invalidInput, "seccomp profile \(path): \(fieldPath(context.codingPath)) has the wrong type")
         } catch let DecodingError.dataCorrupted(context) {
-            throw SkiffError(.invalidInput, "seccomp profile \(path) is not valid JSON\(context.codingPath.isEmpty ? "" : " at \(fieldPath(context.codingPath))")")
+            throw SkiffError(
+                .invalidInput,
+                "seccomp profile \(path) is not valid JSON\(context.codingPath.isEmpty ? "" : " at \(fieldPath(context.codingPath))")")
         } catch {
             throw SkiffError(.invalidInput, "seccomp profile \(path): \(error)")
         }
@@ -90,7 +92,9 @@ public struct SeccompProfile: Codable, Equatable, Sendable {
             architectures: ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
             syscalls: [
                 Rule(names: allowed, action: "SCMP_ACT_ALLOW"),
-                Rule(names: ["clone"], action: "SCMP_ACT_ALLOW", args: [Argument(index: 0, value: namespaceFlags, valueTwo: 0, op: "SCMP_CMP_MASKED_EQ")]),
+                Rule(
+                    names: ["clone"], action: "SCMP_ACT_ALLOW",
+                    args: [Argument(index: 0, value: namespaceFlags, valueTwo: 0, op: "SCMP_CMP_MASKED_EQ")]),
                 Rule(names: ["clone3"], action: "SCMP_ACT_ERRNO", errnoRet: UInt32(ENOSYS)),
             ])
     }
@@ -156,20 +160,26 @@ public struct SeccompProfile: Codable, Equatable, Sendable {
             let added = seccomp_arch_add(context, token)
             // -EEXIST: the native architecture is there already; -EINVAL: not for this machine.
             guard added == 0 || added == -EEXIST || added == -EINVAL else {
-                throw SkiffError(.setupFailed, "libseccomp: cannot add the architecture \(name)", cause: SyscallError("seccomp_arch_add", errno: -added))
+                throw SkiffError(
+                    .setupFailed, "libseccomp: cannot add the architecture \(name)", cause: SyscallError("seccomp_arch_add", errno: -added))
             }
         }
         for rule in syscalls ?? [] {
-            guard let action = Self.action(rule.action, errno: rule.errnoRet), action != defaultAction || !(rule.args ?? []).isEmpty else { continue }
+            guard let action = Self.action(rule.action, errno: rule.errnoRet), action != defaultAction || !(rule.args ?? []).isEmpty else {
+                continue
+            }
             var comparisons = (rule.args ?? []).compactMap { argument in
-                Self.comparison(argument.op).map { scmp_arg_cmp(arg: argument.index, op: $0, datum_a: argument.value, datum_b: argument.valueTwo ?? 0) }
+                Self.comparison(argument.op).map {
+                    scmp_arg_cmp(arg: argument.index, op: $0, datum_a: argument.value, datum_b: argument.valueTwo ?? 0)
+                }
             }
             for name in rule.names {
                 let number = seccomp_syscall_resolve_name(name)
                 guard number != __NR_SCMP_ERROR else { continue }
                 let added = seccomp_rule_add_array(context, action, number, UInt32(comparisons.count), &comparisons)
                 guard added == 0 || added == -EEXIST else {
-                    throw SkiffError(.setupFailed, "libseccomp: cannot add the rule for \(name)", cause: SyscallError("seccomp_rule_add", errno: -added))
+                    throw SkiffError(
+                        .setupFailed, "libseccomp: cannot add the rule for \(name)", cause: SyscallError("seccomp_rule_add", errno: -added))
                 }
             }
         }

@@ -74,7 +74,7 @@ struct RecordedTests {
     @Test("becoming root inside: groups, gid, uid, then the parent-death signal again")
     func becomeRoot() throws {
         try UserNamespace.becomeRoot(kernel: kernel)
-        #expect(recorder.calls == [.setgroupsEmpty, .setresgid(0), .setresuid(0), .setParentDeathSignal(SIGKILL)])
+        #expect(recorder.calls == [.setgroups([]), .setresgid(0), .setresuid(0), .setParentDeathSignal(SIGKILL)])
     }
 
     @Test("hostname, mqueue and lo are one call each")

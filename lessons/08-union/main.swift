@@ -38,7 +38,9 @@ struct Lesson08Union: Lesson {
 
         // Looking at a writable layer needs no container: it is a directory of changes.
         if let upper = diff {
-            guard Files.exists(upper) else { throw SkiffError(.invalidInput, "--diff \(upper): no such directory: give the writable layer kept with --upper") }
+            guard Files.exists(upper) else {
+                throw SkiffError(.invalidInput, "--diff \(upper): no such directory: give the writable layer kept with --upper")
+            }
             let workspace = try UnionWorkspace(name: "lesson08-diff", upper: nil)
             defer { try? workspace.remove() }
             let lowers = try workspace.layers(base: base.path, sources: layer, opaqueXattr: .user, kernel: kernel)

@@ -32,6 +32,7 @@
 #include <linux/magic.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -41,11 +42,16 @@
 #include <strings.h>
 #include <sys/ioctl.h>
 #include <sys/ipc.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/shm.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/time.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -1291,6 +1297,442 @@ static int verb_blast(char **argv)
     return 0;
 }
 
+/* ------------------------- security lesson: capabilities, seccomp, masks */
+
+/* Symbolic names of the errno values security tests are likely to meet. */
+static const struct {
+    int err;
+    const char *name;
+} errno_names[] = {
+    {EPERM, "EPERM"}, {ENOENT, "ENOENT"}, {ESRCH, "ESRCH"}, {EINTR, "EINTR"},
+    {EIO, "EIO"}, {ENXIO, "ENXIO"}, {E2BIG, "E2BIG"}, {ENOEXEC, "ENOEXEC"},
+    {EBADF, "EBADF"}, {ECHILD, "ECHILD"}, {EAGAIN, "EAGAIN"}, {ENOMEM, "ENOMEM"},
+    {EACCES, "EACCES"}, {EFAULT, "EFAULT"}, {EBUSY, "EBUSY"}, {EEXIST, "EEXIST"},
+    {EXDEV, "EXDEV"}, {ENODEV, "ENODEV"}, {ENOTDIR, "ENOTDIR"}, {EISDIR, "EISDIR"},
+    {EINVAL, "EINVAL"}, {ENFILE, "ENFILE"}, {EMFILE, "EMFILE"}, {ENOTTY, "ENOTTY"},
+    {ENOSPC, "ENOSPC"}, {EROFS, "EROFS"}, {EPIPE, "EPIPE"}, {ERANGE, "ERANGE"},
+    {ENOSYS, "ENOSYS"}, {ELOOP, "ELOOP"}, {ENOKEY, "ENOKEY"}, {EAFNOSUPPORT, "EAFNOSUPPORT"},
+};
+
+/* ERR's symbolic name ("EPERM"), or "errno N" (written to BUF) for one not in the table. */
+static const char *errno_name(int err, char *buf, size_t len)
+{
+    for (size_t i = 0; i < sizeof(errno_names) / sizeof(errno_names[0]); i++)
+        if (errno_names[i].err == err)
+            return errno_names[i].name;
+    snprintf(buf, len, "errno %d", err);
+    return buf;
+}
+
+/*
+ * The try_* functions below each make one attempt of a syscall, with arguments chosen so that
+ * success changes nothing that outlives the probe, and return 0 if it succeeded or the errno
+ * it failed with (negative: the child making it was killed by that signal). They call
+ * syscall(SYS_xxx) directly, since glibc wrappers may use another syscall (mknod is mknodat
+ * in glibc) and a seccomp filter matches syscall numbers. A failed preparation that is not
+ * the syscall under test (opening /dev/zero...) is reported by fail(), exit status 1.
+ */
+
+/* 0 if R, a raw syscall's return value, means success, else the errno it left. */
+static int syscall_result(long r)
+{
+    return r < 0 ? errno : 0;
+}
+
+/* unshare: a new UTS namespace, which only we are in and which goes away when we exit. */
+static int try_unshare(void)
+{
+    return syscall_result(syscall(SYS_unshare, (long)CLONE_NEWUTS));
+}
+
+/* mount: a tmpfs on /tmp, detached again at once if the mount succeeded. */
+static int try_mount(void)
+{
+    if (syscall(SYS_mount, "none", "/tmp", "tmpfs", 0L, NULL) != 0)
+        return errno;
+    if (syscall(SYS_umount2, "/tmp", (long)MNT_DETACH) != 0) {
+        /* Allowed to mount but not to unmount: the tmpfs now hides /tmp, so say so. */
+        fflush(stdout);
+        fprintf(stderr, "probe: try-syscall umount2 /tmp: %s\n", strerror(errno));
+    }
+    return 0;
+}
+
+/* keyctl: look up the id of the session keyring, without creating one. */
+static int try_keyctl(void)
+{
+    return syscall_result(syscall(SYS_keyctl, 0L /* KEYCTL_GET_KEYRING_ID */,
+                                  -3L /* KEY_SPEC_SESSION_KEYRING */, 0L /* do not create */));
+}
+
+/* ptrace: PTRACE_TRACEME in a child, which exits at once with the errno as its status. */
+static int try_ptrace(void)
+{
+    fflush(stdout); /* do not let the child inherit buffered output */
+    pid_t c = fork();
+    if (c < 0)
+        fail("fork");
+    if (c == 0)
+        _exit(syscall(SYS_ptrace, (long)PTRACE_TRACEME, 0L, NULL, NULL) == 0 ? 0 : errno);
+    int status;
+    while (waitpid(c, &status, 0) < 0) {
+        if (errno != EINTR)
+            fail("waitpid");
+    }
+    /* A seccomp filter may kill the child (SIGSYS) instead of failing the call. */
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+}
+
+/*
+ * reboot: with wrong magic numbers, so that it can never reboot. The kernel checks
+ * CAP_SYS_BOOT first (EPERM), then the magic (EINVAL): EINVAL means the call got through.
+ */
+static int try_reboot(void)
+{
+    return syscall_result(syscall(SYS_reboot, 0L, 0L, 0L, NULL));
+}
+
+/* init_module: an empty module image, which the kernel rejects (ENOEXEC) if let through. */
+static int try_init_module(void)
+{
+    return syscall_result(syscall(SYS_init_module, NULL, 0L, ""));
+}
+
+/* setns: join the UTS namespace we are already in. */
+static int try_setns(void)
+{
+    const char *path = "/proc/self/ns/uts";
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        fail(path);
+    int err = syscall_result(syscall(SYS_setns, (long)fd, (long)CLONE_NEWUTS));
+    close(fd);
+    return err;
+}
+
+/* chroot: to "/", the root we already have. */
+static int try_chroot(void)
+{
+    return syscall_result(syscall(SYS_chroot, "/"));
+}
+
+/* mknod: a character device like /dev/null in /tmp, removed at once if it was made. */
+static int try_mknod(void)
+{
+    const char *path = "/tmp/.probe-null";
+    unlink(path); /* one left by an interrupted run would make mknod fail with EEXIST */
+    long mode = S_IFCHR | 0600, dev = (long)makedev(1, 3);
+#ifdef SYS_mknod
+    int err = syscall_result(syscall(SYS_mknod, path, mode, dev));
+#else
+    int err = syscall_result(syscall(SYS_mknodat, (long)AT_FDCWD, path, mode, dev));
+#endif
+    if (err == 0)
+        unlink(path);
+    return err;
+}
+
+/* chown: a file we create in /tmp to uid 1 and gid 1, then remove. */
+static int try_chown(void)
+{
+    const char *path = "/tmp/.probe-chown";
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        fail(path);
+    close(fd);
+#ifdef SYS_chown
+    int err = syscall_result(syscall(SYS_chown, path, 1L, 1L));
+#else
+    int err = syscall_result(syscall(SYS_fchownat, (long)AT_FDCWD, path, 1L, 1L, 0L));
+#endif
+    unlink(path);
+    return err;
+}
+
+/*
+ * sethostname: to the name it already has. Our UTS namespace may be shared with the rest of
+ * the container (or the host), and a new name would outlive us there.
+ */
+static int try_sethostname(void)
+{
+    struct utsname u;
+    if (uname(&u) != 0)
+        fail("uname");
+    return syscall_result(syscall(SYS_sethostname, u.nodename, (long)strlen(u.nodename)));
+}
+
+/* bpf: an invalid command, which the kernel rejects (EINVAL) if let through. */
+static int try_bpf(void)
+{
+    return syscall_result(syscall(SYS_bpf, -1L, NULL, 0L));
+}
+
+/* perf_event_open: with no attributes, which the kernel rejects (EFAULT) if let through. */
+static int try_perf_event_open(void)
+{
+    return syscall_result(syscall(SYS_perf_event_open, NULL, 0L, -1L, -1L, 0L));
+}
+
+/* clone-newns: a child in a new mount namespace, which exits at once; we reap it. */
+static int try_clone_newns(void)
+{
+    fflush(stdout); /* do not let the child inherit buffered output */
+    long r = syscall(SYS_clone, (long)(CLONE_NEWNS | SIGCHLD), NULL, NULL, NULL, 0L);
+    if (r < 0)
+        return errno;
+    if (r == 0)
+        _exit(0);
+    while (waitpid((pid_t)r, NULL, 0) < 0 && errno == EINTR)
+        ;
+    return 0;
+}
+
+/* getpid: must always work. */
+static int try_getpid(void)
+{
+    return syscall_result(syscall(SYS_getpid));
+}
+
+/* open: /etc/hostname for reading, closed again. */
+static int try_open(void)
+{
+    const char *path = "/etc/hostname";
+    long flags = O_RDONLY | O_CLOEXEC;
+#ifdef SYS_open
+    long fd = syscall(SYS_open, path, flags);
+#else
+    long fd = syscall(SYS_openat, (long)AT_FDCWD, path, flags);
+#endif
+    if (fd < 0)
+        return errno;
+    close((int)fd);
+    return 0;
+}
+
+/* read: one byte of /dev/zero. */
+static int try_read(void)
+{
+    const char *path = "/dev/zero";
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        fail(path);
+    char c;
+    int err = syscall_result(syscall(SYS_read, (long)fd, &c, 1L));
+    close(fd);
+    return err;
+}
+
+/* socket: a TCP socket, closed again. */
+static int try_socket(void)
+{
+    long fd = syscall(SYS_socket, (long)AF_INET, (long)SOCK_STREAM, 0L);
+    if (fd < 0)
+        return errno;
+    close((int)fd);
+    return 0;
+}
+
+/* The syscalls try-syscall knows, in the order an unknown NAME lists them. */
+static const struct {
+    const char *name;
+    int (*run)(void);
+} try_calls[] = {
+    {"unshare", try_unshare},
+    {"mount", try_mount},
+    {"keyctl", try_keyctl},
+    {"ptrace", try_ptrace},
+    {"reboot", try_reboot},
+    {"init_module", try_init_module},
+    {"setns", try_setns},
+    {"chroot", try_chroot},
+    {"mknod", try_mknod},
+    {"chown", try_chown},
+    {"sethostname", try_sethostname},
+    {"bpf", try_bpf},
+    {"perf_event_open", try_perf_event_open},
+    {"clone-newns", try_clone_newns},
+    {"getpid", try_getpid},
+    {"open", try_open},
+    {"read", try_read},
+    {"socket", try_socket},
+};
+
+#define NTRY_CALLS (sizeof(try_calls) / sizeof(try_calls[0]))
+
+/* try-syscall NAME: one harmless attempt; print "NAME ok", "NAME EPERM"... and exit 0 anyway. */
+static int verb_try_syscall(char **argv)
+{
+    size_t i = 0;
+    while (i < NTRY_CALLS && strcmp(argv[0], try_calls[i].name) != 0)
+        i++;
+    if (i == NTRY_CALLS) {
+        char names[512] = "";
+        size_t len = 0;
+        for (size_t j = 0; j < NTRY_CALLS && len < sizeof(names); j++)
+            len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s", j ? " " : "",
+                                    try_calls[j].name);
+        bad_usage("unknown syscall '%s'; names: %s", argv[0], names);
+    }
+    int err = try_calls[i].run();
+    char buf[32];
+    if (err == 0)
+        printf("%s ok\n", try_calls[i].name);
+    else if (err < 0)
+        printf("%s signal %d\n", try_calls[i].name, -err);
+    else
+        printf("%s %s\n", try_calls[i].name, errno_name(err, buf, sizeof(buf)));
+    return 0;
+}
+
+/* Capability names by bit number (capabilities(7)), lowercase and without "cap_". */
+static const char *const cap_names[] = {
+    /*  0 */ "chown", "dac_override", "dac_read_search", "fowner", "fsetid",
+    /*  5 */ "kill", "setgid", "setuid", "setpcap", "linux_immutable",
+    /* 10 */ "net_bind_service", "net_broadcast", "net_admin", "net_raw", "ipc_lock",
+    /* 15 */ "ipc_owner", "sys_module", "sys_rawio", "sys_chroot", "sys_ptrace",
+    /* 20 */ "sys_pacct", "sys_admin", "sys_boot", "sys_nice", "sys_resource",
+    /* 25 */ "sys_time", "sys_tty_config", "mknod", "lease", "audit_write",
+    /* 30 */ "audit_control", "setfcap", "mac_override", "mac_admin", "syslog",
+    /* 35 */ "wake_alarm", "block_suspend", "audit_read", "perfmon", "bpf",
+    /* 40 */ "checkpoint_restore",
+};
+
+#define NCAP_NAMES (sizeof(cap_names) / sizeof(cap_names[0]))
+
+/* The value of the "KEY:" line of a /proc status buffer, after its blanks, or NULL. */
+static const char *status_field(const char *buf, const char *key)
+{
+    size_t klen = strlen(key);
+    for (const char *line = buf; line && *line; ) {
+        if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
+            const char *value = line + klen + 1;
+            while (*value == ' ' || *value == '\t')
+                value++;
+            return value;
+        }
+        const char *next = strchr(line, '\n');
+        line = next ? next + 1 : NULL;
+    }
+    return NULL;
+}
+
+/* caps: "CapEff: chown,kill,..." per set (Inh Prm Eff Bnd Amb), in bit order, "-" if none. */
+static int verb_caps(char **argv)
+{
+    (void)argv;
+    static const char *const keys[] = {"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"};
+    const char *path = "/proc/self/status";
+    char *buf = read_file(path);
+    if (buf == NULL)
+        fail(path);
+    for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+        const char *value = status_field(buf, keys[k]);
+        if (value == NULL)
+            continue; /* CapAmb appeared in Linux 4.3 */
+        char *end;
+        errno = 0;
+        unsigned long long mask = strtoull(value, &end, 16);
+        if (end == value || errno != 0) {
+            fflush(stdout);
+            fprintf(stderr, "probe: caps %s: %s is not a hex mask\n", path, keys[k]);
+            exit(1);
+        }
+        printf("%s: ", keys[k]);
+        if (mask == 0)
+            putchar('-');
+        const char *sep = "";
+        for (unsigned bit = 0; bit < 64; bit++) {
+            if (!(mask & (1ULL << bit)))
+                continue;
+            if (bit < NCAP_NAMES)
+                printf("%s%s", sep, cap_names[bit]);
+            else
+                printf("%scap_%u", sep, bit);
+            sep = ",";
+        }
+        putchar('\n');
+    }
+    free(buf);
+    return 0;
+}
+
+/* The resource limits rlimit knows, by the names it takes. */
+static const struct {
+    const char *name;
+    int resource;
+} rlimit_names[] = {
+    {"nofile", RLIMIT_NOFILE}, {"nproc", RLIMIT_NPROC},   {"core", RLIMIT_CORE},
+    {"memlock", RLIMIT_MEMLOCK}, {"stack", RLIMIT_STACK},
+};
+
+#define NRLIMIT_NAMES (sizeof(rlimit_names) / sizeof(rlimit_names[0]))
+
+/* An rlimit value as text into BUF: the number, or "unlimited" for RLIM_INFINITY. */
+static const char *rlim_text(rlim_t v, char *buf, size_t len)
+{
+    if (v == RLIM_INFINITY)
+        return "unlimited";
+    snprintf(buf, len, "%llu", (unsigned long long)v);
+    return buf;
+}
+
+/* rlimit NAME: "NAME SOFT HARD" for nofile, nproc, core, memlock or stack. */
+static int verb_rlimit(char **argv)
+{
+    size_t i = 0;
+    while (i < NRLIMIT_NAMES && strcmp(argv[0], rlimit_names[i].name) != 0)
+        i++;
+    if (i == NRLIMIT_NAMES) {
+        char names[128] = "";
+        size_t len = 0;
+        for (size_t j = 0; j < NRLIMIT_NAMES && len < sizeof(names); j++)
+            len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s", j ? " " : "",
+                                    rlimit_names[j].name);
+        bad_usage("unknown limit '%s'; names: %s", argv[0], names);
+    }
+    struct rlimit rl;
+    if (getrlimit(rlimit_names[i].resource, &rl) != 0)
+        fail(argv[0]);
+    char soft[32], hard[32];
+    printf("%s %s %s\n", argv[0], rlim_text(rl.rlim_cur, soft, sizeof(soft)),
+           rlim_text(rl.rlim_max, hard, sizeof(hard)));
+    return 0;
+}
+
+#define READ_FILE_MAX MIB /* read-file stops counting there */
+
+/* read-file PATH: "PATH readable N bytes" (N at most 1 MiB) or "PATH error ERRNAME"; exit 0. */
+static int verb_read_file(char **argv)
+{
+    static char buf[65536];
+    size_t total = 0;
+    int err = 0;
+    int fd = open(argv[0], O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        err = errno;
+    while (fd >= 0 && total < READ_FILE_MAX) {
+        size_t want = READ_FILE_MAX - total < sizeof(buf) ? READ_FILE_MAX - total : sizeof(buf);
+        ssize_t r = read(fd, buf, want);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            err = errno;
+            break;
+        }
+        if (r == 0)
+            break;
+        total += (size_t)r;
+    }
+    if (fd >= 0)
+        close(fd);
+    char name[32];
+    if (err != 0)
+        printf("%s error %s\n", argv[0], errno_name(err, name, sizeof(name)));
+    else
+        printf("%s readable %zu bytes\n", argv[0], total);
+    return 0;
+}
+
 /* ------------------------------------------------------------------ main */
 
 struct verb {
@@ -1334,6 +1776,10 @@ static const struct verb verbs[] = {
     {"connect", 1, 1, " HOST:PORT [MESSAGE]", verb_connect},
     {"sink", 1, 0, " PORT", verb_sink},
     {"blast", 2, 0, " HOST:PORT SECONDS", verb_blast},
+    {"try-syscall", 1, 0, " NAME", verb_try_syscall},
+    {"caps", 0, 0, "", verb_caps},
+    {"rlimit", 1, 0, " NAME", verb_rlimit},
+    {"read-file", 1, 0, " PATH", verb_read_file},
 };
 
 #define NVERBS (sizeof(verbs) / sizeof(verbs[0]))
