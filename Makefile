@@ -11,7 +11,7 @@ DEBIAN_PACKAGES := busybox-static gcc libc6-dev pkg-config libseccomp-dev libcap
 SAMPLE := rootfs-samples/build/busybox
 # Warnings are errors here, as in CI (DESIGN.md §6).
 SWIFT_BUILD_FLAGS := -Xswiftc -warnings-as-errors
-LATEST_LESSON := lesson09-init-layer
+LATEST_LESSON := lesson11-security
 
 .PHONY: deps build samples test check demo lint
 
@@ -50,10 +50,11 @@ check: build samples
 		-e 's/^.*Test run with \(.*\)$$/\1/p'
 
 demo: build samples
-	.build/debug/$(LATEST_LESSON) --explain --hostname demo --memory 32m --pids 50 --stats \
+	.build/debug/$(LATEST_LESSON) --explain --name demo --memory 32m --pids 50 --stats \
 		--layer $(LAYER_FIXTURES)/base.tar.gz --layer $(LAYER_FIXTURES)/change.tar.gz -- sh -c \
-		'echo "hostname: $$(hostname)"; /probe idmap; echo "links:"; /probe links; echo "processes:"; /probe ps; \
-		echo "/etc/app.conf: $$(cat /etc/app.conf)"; echo "/docs: $$(ls /docs)"; /probe memhog 64'; \
+		'echo "hostname: $$(hostname)"; /probe idmap; echo "addresses:"; /probe addrs; /probe routes; echo "processes:"; /probe ps; \
+		echo "/etc/app.conf: $$(cat /etc/app.conf)"; echo "/docs: $$(ls /docs)"; /probe caps | grep CapEff; \
+		/probe try-syscall mount; /probe memhog 64'; \
 		echo "exit status $$? (137: killed by the kernel's OOM killer at the memory limit)"
 
 lint:

@@ -55,7 +55,7 @@ public struct UnionWorkspace: Sendable {
         let directory = "\(root)/layers/\(index)"
         let report = try LayerApplier(opaqueXattr: opaqueXattr).apply(source, to: directory)
         kernel.narrator.note(
-            "unpacked \(source) into \(directory): \(report.entries) entries, \(report.whiteouts) whiteouts, \(report.opaqueDirectories) opaque directories"
+            "unpacked \(source) into \(directory): entries: \(report.entries), whiteouts: \(report.whiteouts), opaque directories: \(report.opaqueDirectories)"
         )
         return directory
     }

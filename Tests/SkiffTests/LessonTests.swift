@@ -550,13 +550,13 @@ extension RealTests {
         }
 
         /// Nothing of the test network is left: no bridge, no veth, no NAT table, no lease.
-        static func expectNetworkGone() throws {
+        static func expectNetworkGone(bridge: String = "sktest0") throws {
             let links = try Files.names(in: "/sys/class/net")
-            #expect(!links.contains("sktest0"), "the bridge is removed")
+            #expect(!links.contains(bridge), "the bridge is removed")
             #expect(!links.contains { $0.hasPrefix("sk") && $0.count == 10 }, "no veth is left: \(links)")
             let nft = try Tool.run(try #require(Tool.find("nft")), ["list", "tables"])
-            #expect(!nft.output.contains("skiff_sktest0"), "the NAT table is removed")
-            let leases = (try? Files.readText("/run/skiff/networks/sktest0.leases")) ?? ""
+            #expect(!nft.output.contains("skiff_\(bridge)"), "the NAT table is removed")
+            let leases = (try? Files.readText("/run/skiff/networks/\(bridge).leases")) ?? ""
             #expect(leases.isEmpty, "no lease is left: \(leases)")
         }
 
@@ -653,6 +653,82 @@ extension RealTests {
             #expect(outcome.status == 125)
             #expect(outcome.stderr.contains("overlaps the host's route"))
             try Self.expectNetworkGone()
+        }
+    }
+}
+
+extension RealTests {
+    @Suite("lesson 11: capabilities, seccomp, no_new_privs, protected paths")
+    struct Lesson11Security {
+        static let network = ["--bridge", "sktest1", "--subnet", "10.219.0.0/24"]
+
+        static func run(_ arguments: [String]) throws -> Outcome {
+            try lesson("lesson11-security", Self.network + arguments)
+        }
+
+        @Test("every command in lessons/11-security/README.md runs as shown")
+        func readme() throws {
+            try ReadmeCheck.verify(lesson: "11-security")
+        }
+
+        @Test("inside the default container: the 14 capabilities, NoNewPrivs 1, Seccomp 2")
+        func defaults() throws {
+            let status = try Self.run(["--", "/probe", "status"]).lines
+            #expect(status.contains("CapEff: 00000000a80425fb"))
+            #expect(status.contains("CapBnd: 00000000a80425fb"))
+            #expect(status.contains("NoNewPrivs: 1"))
+            #expect(status.contains("Seccomp: 2"))
+        }
+
+        @Test("unshare, mount, keyctl, init_module and reboot fail with EPERM while ordinary syscalls work")
+        func syscalls() throws {
+            let names = ["unshare", "mount", "keyctl", "init_module", "reboot", "setns", "clone-newns", "getpid", "open", "read", "socket"]
+            let outcome = try Self.run(["--", "sh", "-c", names.map { "/probe try-syscall \($0)" }.joined(separator: "; ")])
+            #expect(
+                outcome.lines == [
+                    "unshare EPERM", "mount EPERM", "keyctl EPERM", "init_module EPERM", "reboot EPERM", "setns EPERM", "clone-newns EPERM",
+                    "getpid ok", "open ok", "read ok", "socket ok",
+                ])
+            let unconfined = try Self.run([
+                "--seccomp", "unconfined", "--", "sh", "-c", "/probe status | grep Seccomp; /probe try-syscall keyctl",
+            ])
+            #expect(unconfined.lines == ["Seccomp: 0", "keyctl ok"], "the filter, not the capabilities, stopped keyctl")
+        }
+
+        @Test("/proc/keys and /proc/timer_list are masked, /proc/sys is read-only, --read-only protects the root")
+        func protectedPaths() throws {
+            let outcome = try Self.run([
+                "--", "sh", "-c",
+                "/probe read-file /proc/keys; /probe read-file /proc/timer_list; /probe write /proc/sys/kernel/domainname x; /probe write /tmp/ok yes && echo tmp writable",
+            ])
+            #expect(outcome.lines == ["/proc/keys readable 0 bytes", "/proc/timer_list readable 0 bytes", "tmp writable"])
+            #expect(outcome.stderr.contains("write /proc/sys/kernel/domainname: Read-only file system"))
+            let readOnly = try Self.run(["--read-only", "--", "/probe", "write", "/etc/motd", "x"])
+            #expect(readOnly.status == 1 && readOnly.stderr.contains("Read-only file system"))
+        }
+
+        @Test("--cap-drop ALL leaves no capability; --user 1000 runs as 1000 with none")
+        func dropping() throws {
+            let dropped = try Self.run(["--cap-drop", "ALL", "--", "/probe", "status"]).lines
+            #expect(dropped.contains("CapEff: 0000000000000000") && dropped.contains("CapBnd: 0000000000000000"))
+            let user = try Self.run(["--user", "1000", "--", "sh", "-c", "/probe uid; /probe status"]).lines
+            #expect(user.first == "uid=1000 euid=1000 gid=0 egid=0")
+            #expect(user.contains("CapEff: 0000000000000000") && user.contains("CapPrm: 0000000000000000"))
+            let nobody = try Self.run([
+                "--user", "nobody", "--ulimit", "nofile=512:1024", "--", "sh", "-c", "/probe uid; /probe rlimit nofile",
+            ])
+            #expect(nobody.lines == ["uid=65534 euid=65534 gid=65534 egid=65534", "nofile 512 1024"])
+        }
+
+        @Test("bad security input is refused before anything is created")
+        func badInput() throws {
+            let capability = try Self.run(["--cap-add", "CAP_FLY", "--", "true"])
+            #expect(capability.status == 125 && capability.stderr.contains("unknown capability \"CAP_FLY\""))
+            let profile = try Self.run(["--seccomp", "/nonexistent.json", "--", "true"])
+            #expect(profile.status == 125 && profile.stderr.contains("cannot read the seccomp profile /nonexistent.json"))
+            let user = try Self.run(["--user", "ghost", "--", "true"])
+            #expect(user.status == 125 && user.stderr.contains("--user ghost: no such user"))
+            try RealTests.Lesson10VethBridge.expectNetworkGone(bridge: "sktest1")
         }
     }
 }
