@@ -34,7 +34,7 @@ public struct BridgeNetwork: Sendable {
         try addressBook.update { leases, reclaimed in
             for stale in reclaimed {
                 kernel.narrator.note("\(stale.name) (\(stale.address)) belonged to process \(stale.ownerPID), which is gone: reclaiming it")
-                try? firewall.withdraw(stale.ports, kernel: kernel)
+                try? firewall.withdraw(stale.ports, from: stale.address, kernel: kernel)
             }
             if let taken = leases.first(where: { $0.name == name }) {
                 throw SkiffError(.invalidInput, "the name \(name) is taken on \(bridge) by process \(taken.ownerPID): pick another --name")
@@ -91,7 +91,7 @@ public struct BridgeNetwork: Sendable {
         try? kernel.run(.netlink(RouteMessage.deleteLink(vethName(for: lease))), why: "unplug the container (gone already if its netns is)")
         try addressBook.update { leases, reclaimed in
             leases.removeAll { $0.address == lease.address && $0.ownerPID == lease.ownerPID }
-            for gone in reclaimed + [lease] { try? firewall.withdraw(gone.ports, kernel: kernel) }
+            for gone in reclaimed + [lease] { try? firewall.withdraw(gone.ports, from: gone.address, kernel: kernel) }
             if leases.isEmpty {
                 try? firewall.remove(kernel: kernel)
                 try? kernel.run(.netlink(RouteMessage.deleteLink(bridge)), why: "the last container left: remove the bridge")

@@ -1,7 +1,10 @@
+@preconcurrency import Glibc
 import SkiffKernel
 
 /// Outbound NAT and published ports with nftables, in a table of Skiff's own per bridge so
-/// nothing else's rules are touched, and removing the table removes everything.
+/// nothing else's rules are touched, and removing the table removes everything. Where nft is
+/// missing (or SKIFF_FIREWALL=iptables asks for it), the same rules are written with iptables,
+/// in a chain of Skiff's own, as Docker does.
 ///
 /// Published ports are elements of two maps, looked up by the DNAT rules: `published` (protocol
 /// . port, for every host address) and `published_on` (address . protocol . port). Publishing
@@ -10,12 +13,17 @@ import SkiffKernel
 /// pass prerouting; those from 127.0.0.1 are masqueraded to the bridge address and need
 /// `route_localnet` on the bridge, or the kernel drops them as martians.
 public struct Firewall: Sendable {
+    public enum Backend: String, Sendable { case nftables, iptables }
+
     public let bridge: String
     public let subnet: Subnet
+    public let backend: Backend
 
-    public init(bridge: String, subnet: Subnet) {
+    public init(bridge: String, subnet: Subnet, backend: Backend? = nil) {
         self.bridge = bridge
         self.subnet = subnet
+        let requested = getenv("SKIFF_FIREWALL").flatMap { Backend(rawValue: String(cString: $0)) }
+        self.backend = backend ?? requested ?? (Tool.find("nft") != nil || Tool.find("iptables") == nil ? .nftables : .iptables)
     }
 
     /// `skiff_BRIDGE`; nft names allow letters, digits and underscores.
@@ -62,21 +70,79 @@ public struct Firewall: Sendable {
     }
 
     public func install(kernel: Kernel) throws(SkiffError) {
-        try nft(tableScript, why: "NAT for the bridge: outbound masquerade and maps for published ports", kernel: kernel)
+        switch backend {
+        case .nftables: try nft(tableScript, why: "NAT for the bridge: outbound masquerade and maps for published ports", kernel: kernel)
+        case .iptables:
+            for rule in iptablesBaseRules(.add) {
+                try iptables(rule, why: "NAT for the bridge: outbound masquerade and a chain for published ports", kernel: kernel)
+            }
+        }
     }
 
     public func remove(kernel: Kernel) throws(SkiffError) {
-        try nft("delete table ip \(table)\n", why: "the last container left: remove the bridge's NAT table", kernel: kernel)
+        switch backend {
+        case .nftables: try nft("delete table ip \(table)\n", why: "the last container left: remove the bridge's NAT table", kernel: kernel)
+        case .iptables:
+            for rule in iptablesBaseRules(.delete) {
+                try? iptables(rule, why: "the last container left: remove the bridge's NAT rules", kernel: kernel)
+            }
+        }
     }
 
     public func publish(_ ports: [PortMapping], to address: IPv4Address, kernel: Kernel) throws(SkiffError) {
         guard !ports.isEmpty else { return }
-        try nft(elementScript("add", ports: ports, address: address), why: "publish the container's ports", kernel: kernel)
+        switch backend {
+        case .nftables: try nft(elementScript("add", ports: ports, address: address), why: "publish the container's ports", kernel: kernel)
+        case .iptables:
+            for port in ports { try iptables(dnatRule(.add, port, address), why: "publish \(port)", kernel: kernel) }
+        }
     }
 
-    public func withdraw(_ ports: [PortMapping], kernel: Kernel) throws(SkiffError) {
+    public func withdraw(_ ports: [PortMapping], from address: IPv4Address, kernel: Kernel) throws(SkiffError) {
         guard !ports.isEmpty else { return }
-        try nft(elementScript("delete", ports: ports, address: IPv4Address(0)), why: "withdraw the container's ports", kernel: kernel)
+        switch backend {
+        case .nftables:
+            try nft(elementScript("delete", ports: ports, address: address), why: "withdraw the container's ports", kernel: kernel)
+        case .iptables:
+            for port in ports { try iptables(dnatRule(.delete, port, address), why: "withdraw \(port)", kernel: kernel) }
+        }
+    }
+
+    /// iptables's verbs for one rule: append, or delete the same rule.
+    public enum RuleChange: String, Sendable {
+        case add = "-A"
+        case delete = "-D"
+    }
+
+    /// `SKIFF-BRIDGE`: the nat-table chain that holds this bridge's DNAT rules.
+    public var chain: String { "SKIFF-" + bridge }
+
+    /// The rules apart from published ports, in the order to add them (deleted in reverse,
+    /// with the chain itself last).
+    public func iptablesBaseRules(_ change: RuleChange) -> [[String]] {
+        let rules: [[String]] = [
+            ["-t", "nat", change.rawValue, "PREROUTING", "-m", "addrtype", "--dst-type", "LOCAL", "-j", chain],
+            ["-t", "nat", change.rawValue, "OUTPUT", "-m", "addrtype", "--dst-type", "LOCAL", "-j", chain],
+            ["-t", "nat", change.rawValue, "POSTROUTING", "-s", "\(subnet)", "!", "-o", bridge, "-j", "MASQUERADE"],
+            ["-t", "nat", change.rawValue, "POSTROUTING", "-s", "127.0.0.0/8", "-o", bridge, "-j", "MASQUERADE"],
+        ]
+        switch change {
+        case .add: return [["-t", "nat", "-N", chain]] + rules
+        case .delete: return rules.reversed() + [["-t", "nat", "-F", chain], ["-t", "nat", "-X", chain]]
+        }
+    }
+
+    public func dnatRule(_ change: RuleChange, _ port: PortMapping, _ address: IPv4Address) -> [String] {
+        ["-t", "nat", change.rawValue, chain, "-p", port.transport.rawValue] + (port.hostAddress.map { ["-d", "\($0)"] } ?? [])
+            + ["--dport", "\(port.hostPort)", "-j", "DNAT", "--to-destination", "\(address):\(port.containerPort)"]
+    }
+
+    private func iptables(_ arguments: [String], why: String, kernel: Kernel) throws(SkiffError) {
+        guard let iptables = Tool.find("iptables") else {
+            throw SkiffError(.setupFailed, "neither nft nor iptables is installed: install the nftables package (apt-get install nftables)")
+        }
+        kernel.narrator.call("iptables \(arguments.joined(separator: " "))", why: why)
+        try runTool(iptables, ["-w"] + arguments, input: "")
     }
 
     /// Runs `nft -f -` with `script`; the design allows this one tool (DESIGN §2).
@@ -85,15 +151,19 @@ public struct Firewall: Sendable {
             throw SkiffError(.setupFailed, "nft is not installed: install the nftables package (apt-get install nftables)")
         }
         kernel.narrator.call("nft -f - <<< \(script.split(separator: "\n").first.map(String.init) ?? "")...", why: why)
+        try runTool(nft, ["-f", "-"], input: script)
+    }
+
+    private func runTool(_ path: String, _ arguments: [String], input: String) throws(SkiffError) {
         let result: Tool.Result
         do {
-            result = try Tool.run(nft, ["-f", "-"], input: script)
+            result = try Tool.run(path, arguments, input: input)
         } catch {
-            throw SkiffError(.setupFailed, "cannot run \(nft)", cause: error)
+            throw SkiffError(.setupFailed, "cannot run \(path)", cause: error)
         }
         guard result.status == 0 else {
             let detail = result.errorOutput.split(separator: "\n").first.map(String.init) ?? "exit status \(result.status)"
-            throw SkiffError(.setupFailed, "nft refused the rules (\(detail))")
+            throw SkiffError(.setupFailed, "\(path.split(separator: "/").last ?? "") refused the rules (\(detail))")
         }
     }
 }

@@ -606,6 +606,25 @@ extension RealTests {
             try Self.expectNetworkGone()
         }
 
+        @Test("with iptables instead of nft, the published port works the same and its rules go away")
+        func iptablesFallback() throws {
+            let iptables = try #require(Tool.find("iptables"), "iptables is installed by make deps")
+            let web = try Started(
+                Host.executable("lesson10-veth-bridge"),
+                ["--name", "web"] + Self.network + ["-p", "18182:7000", "--", "/probe", "serve", "7000", "1"],
+                environment: ["SKIFF_FIREWALL": "iptables"])
+            try web.waitForOutput("listening 7000")
+            #expect(
+                try Tool.run(iptables, ["-t", "nat", "-S", "SKIFF-sktest0"]).output.contains(
+                    "--dport 18182 -j DNAT --to-destination 10.213.0.2:7000"))
+            let answer = try Started(Self.probe, ["connect", "127.0.0.1:18182", "through iptables"]).finish()
+            #expect(answer.stdout == "echo web: through iptables\n")
+            #expect(web.finish().status == 0)
+            let rules = try Tool.run(iptables, ["-t", "nat", "-S"]).output
+            #expect(!rules.contains("SKIFF-sktest0") && !rules.contains("10.213.0.0/24"), "no rule is left: \(rules)")
+            try Self.expectNetworkGone()
+        }
+
         @Test("two containers started at once get different addresses")
         func distinctAddresses() throws {
             let first = try Self.container("twin1", ["--", "/probe", "addrs"])
@@ -718,6 +737,19 @@ extension RealTests {
                 "--user", "nobody", "--ulimit", "nofile=512:1024", "--", "sh", "-c", "/probe uid; /probe rlimit nofile",
             ])
             #expect(nobody.lines == ["uid=65534 euid=65534 gid=65534 egid=65534", "nofile 512 1024"])
+        }
+
+        @Test("the host's lesson binary cannot be overwritten from inside through /proc/1/exe (CVE-2019-5736)")
+        func procSelfExe() throws {
+            // With --init, PID 1 stays the lesson binary: /proc/1/exe inside is the host's file.
+            let binary = try Host.executable("lesson11-security")
+            let before = try sha256(of: binary)
+            let outcome = try Self.run([
+                "--init", "--", "sh", "-c", "/probe cat /proc/1/comm; /probe write /proc/1/exe pwned; echo status $?",
+            ])
+            #expect(outcome.lines == ["lesson11-securi", "status 1"], "PID 1 is the host binary, and writing it fails")
+            #expect(outcome.stderr.contains("write /proc/1/exe: Permission denied"))
+            #expect(try sha256(of: binary) == before, "the binary is unchanged")
         }
 
         @Test("bad security input is refused before anything is created")

@@ -47,7 +47,7 @@ struct Lesson10NetworkPureTests {
 
     @Test("the NAT table masquerades the subnet and maps published ports; elements come and go")
     func firewallScripts() throws {
-        let firewall = Firewall(bridge: "skiff0", subnet: try Subnet(parsing: "10.88.0.0/16"))
+        let firewall = Firewall(bridge: "skiff0", subnet: try Subnet(parsing: "10.88.0.0/16"), backend: .nftables)
         #expect(firewall.table == "skiff_skiff0")
         #expect(firewall.tableScript.contains("ip saddr 10.88.0.0/16 oifname != \"skiff0\" masquerade"))
         #expect(firewall.tableScript.contains("fib daddr type local dnat ip to meta l4proto . th dport map @published"))

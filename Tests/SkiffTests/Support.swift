@@ -65,7 +65,9 @@ final class Started {
 
     /// Runs `executable`; with `newSession`, under setsid(1), so that it has no controlling
     /// terminal (then `--step` reads standard input, never a developer's terminal).
-    init(_ executable: String, _ arguments: [String], input: String? = nil, newSession: Bool = false) throws {
+    init(_ executable: String, _ arguments: [String], input: String? = nil, newSession: Bool = false, environment: [String: String] = [:])
+        throws
+    {
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("skiff-test-\(UUID().uuidString)")
         outputURL = scratch.appendingPathExtension("out")
         errorURL = scratch.appendingPathExtension("err")
@@ -73,6 +75,7 @@ final class Started {
         _ = FileManager.default.createFile(atPath: errorURL.path, contents: nil)
         process.executableURL = URL(fileURLWithPath: newSession ? "/usr/bin/setsid" : executable)
         process.arguments = newSession ? ["--wait", executable] + arguments : arguments
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         process.standardOutput = try FileHandle(forWritingTo: outputURL)
         process.standardError = try FileHandle(forWritingTo: errorURL)
         let stdin = Pipe()
