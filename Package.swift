@@ -21,7 +21,8 @@ let lessons: [(folder: String, layers: [Target.Dependency])] = [
 let package = Package(
     name: "skiff",
     platforms: [.macOS(.v13)],
-    products: lessons.map { .executable(name: "lesson" + $0.folder, targets: ["lesson" + $0.folder]) },
+    products: lessons.map { .executable(name: "lesson" + $0.folder, targets: ["lesson" + $0.folder]) }
+        + [.executable(name: "skiff-runtime", targets: ["skiff-runtime"])],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
@@ -40,10 +41,22 @@ let package = Package(
         .target(name: "SkiffNetwork", dependencies: ["SkiffKernel"]),
         .target(name: "SkiffCgroups", dependencies: ["SkiffKernel"]),
         .target(name: "SkiffSecurity", dependencies: ["SkiffKernel", "CCap", "CSeccomp"]),
+        // The one place that composes the layers: an OCI bundle -> ContainerPlan -> a container.
+        .target(
+            name: "SkiffRuntime",
+            dependencies: ["SkiffKernel", "SkiffNamespaces", "SkiffRootfs", "SkiffCgroups", "SkiffNetwork", "SkiffSecurity"]
+        ),
         .target(
             name: "SkiffLayers",
             dependencies: ["SkiffKernel", "CArchive", .product(name: "Crypto", package: "swift-crypto")]
         ),
+        .target(
+            name: "SkiffCommands",
+            dependencies: [
+                "SkiffKernel", "SkiffRuntime", "SkiffSecurity", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(name: "skiff-runtime", dependencies: ["SkiffCommands"]),
         // The lesson contract shared by every lesson executable: --explain, --step, -- CMD, exit codes.
         .target(
             name: "SkiffLesson",

@@ -48,6 +48,10 @@ int sk_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
 int sk_set_no_new_privileges(void) { return prctl(PR_SET_NO_NEW_PRIVS, 1UL, 0UL, 0UL, 0UL); }
 
+int sk_open_path(const char *path) { return open(path, O_PATH | O_CLOEXEC); }
+
+int sk_set_keep_capabilities(int keep) { return prctl(PR_SET_KEEPCAPS, (unsigned long)keep, 0UL, 0UL, 0UL); }
+
 int sk_load_seccomp_filter(const void *program, size_t length) {
     if (length == 0 || length % sizeof(struct sock_filter) != 0 || length / sizeof(struct sock_filter) > 0xffff) {
         errno = EINVAL;
@@ -61,6 +65,11 @@ int sk_load_seccomp_filter(const void *program, size_t length) {
 }
 
 int sk_memfd_create(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
+
+int sk_parent_death_signal(void) {
+    int signal_number = 0;
+    return prctl(PR_GET_PDEATHSIG, &signal_number, 0UL, 0UL, 0UL) == 0 ? signal_number : 0;
+}
 
 pid_t sk_gettid(void) { return (pid_t)syscall(SYS_gettid); }
 

@@ -62,6 +62,40 @@ public enum Cgroups {
         return try CgroupV1(name: name, limits: limits, layout: layout, kernel: kernel)
     }
 
+    /// Opens the cgroup at `path` within each hierarchy, as an OCI spec's `linux.cgroupsPath`
+    /// gives it (`/docker/ID`): made with its missing parents, and only it is removed at the end.
+    public static func open(path: String, limits: ResourceLimits, layout: CgroupLayout, kernel: Kernel) throws(SkiffError) -> any Cgroup {
+        let components = path.split(separator: "/").map(String.init)
+        guard path.hasPrefix("/"), !components.isEmpty, components.allSatisfy(isValidName) else {
+            throw SkiffError(
+                .invalidInput, "invalid cgroup path \"\(path)\": an absolute path of names made of letters, digits, '-', '_' and '.'")
+        }
+        kernel.narrator.note(layout.description)
+        if layout.mode == .unified, let root = layout.v2MountPoint {
+            return CgroupV2(root: root, name: path, limits: limits, layout: layout, kernel: kernel)
+        }
+        return try CgroupV1(name: path, limits: limits, layout: layout, kernel: kernel)
+    }
+
+    /// Removes cgroup directories recorded earlier (a runtime's `delete` runs in another process
+    /// than its `create`): kills what is left in each, waits for it to empty, removes it.
+    public static func remove(_ paths: [String], kernel: Kernel) throws(SkiffError) {
+        for path in paths {
+            try Remover(kernel: kernel).removeDirectory(path, parent: parentDirectory(of: path), keepParent: true, kernel: kernel)
+        }
+    }
+
+    /// Just enough of a cgroup to use the shared removal code on recorded paths.
+    private struct Remover: Cgroup {
+        let kernel: Kernel
+        var layout: CgroupLayout { fatalError("not used") }
+        var paths: [String] { [] }
+        func create() throws(SkiffError) {}
+        func add(_ pid: pid_t) throws(SkiffError) {}
+        func stats() -> CgroupStats { CgroupStats() }
+        func destroy() throws(SkiffError) {}
+    }
+
     static func isValidName(_ name: String) -> Bool {
         !name.isEmpty && name != "." && name != ".." && name.utf8.count <= 200
             && name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }
@@ -107,10 +141,10 @@ extension Cgroup {
     /// remove an empty `parent` between the two (see `removeDirectory`), so a vanished parent is
     /// made again, a bounded number of times. Cgroups that earlier runs left behind are swept on
     /// the way.
-    func makeDirectory(_ directory: String, under parent: String, kernel: Kernel) throws(SkiffError) {
+    func makeDirectory(_ directory: String, under parent: String, sweep: Bool = true, kernel: Kernel) throws(SkiffError) {
         for attempt in 1...5 {
             try makeDirectory(parent, why: "Skiff's cgroup in this hierarchy", kernel: kernel)
-            if attempt == 1 { sweepStale(in: parent, kernel: kernel) }
+            if attempt == 1 && sweep { sweepStale(in: parent, kernel: kernel) }
             do {
                 try kernel.run(.mkdir(directory, mode: 0o755), why: "the container's cgroup: the kernel fills it with control files")
                 return
@@ -153,7 +187,7 @@ extension Cgroup {
                 do {
                     try kernel.run(.rmdir(directory), why: "remove the cgroup: its last process is gone")
                     // EBUSY here: another container still has its cgroup under the parent.
-                    if !keepParent {
+                    if !keepParent || parent.hasSuffix("/" + Cgroups.parent) {
                         try? kernel.run(.rmdir(parent), why: "remove Skiff's parent cgroup if no other container uses it")
                     }
                     return

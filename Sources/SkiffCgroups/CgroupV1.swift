@@ -26,7 +26,7 @@ struct CgroupV1: Cgroup {
                 throw SkiffError(.setupFailed, "the \(controller) cgroup controller is not mounted on this host (see /proc/self/mountinfo)")
             }
             let own = layout.ownV1Paths[controller].map { $0 == "/" ? "" : $0 } ?? ""
-            directories[controller] = "\(mountPoint)\(own)/\(Cgroups.parent)/\(name)"
+            directories[controller] = name.hasPrefix("/") ? mountPoint + name : "\(mountPoint)\(own)/\(Cgroups.parent)/\(name)"
         }
         self.layout = layout
         self.name = name
@@ -40,6 +40,19 @@ struct CgroupV1: Cgroup {
 
     func directory(_ controller: String) -> String { directories[controller]! }
 
+    /// A cgroup at a path of the caller's (an OCI cgroupsPath), not one of Skiff's own names.
+    var isAbsolute: Bool { name.hasPrefix("/") }
+
+    /// mkdir -p of `path`'s missing ancestors, below the hierarchy's mount point.
+    private func makeAncestors(of path: String) throws(SkiffError) {
+        guard let mountPoint = layout.v1Controllers.values.first(where: { path.hasPrefix($0 + "/") }) else { return }
+        var current = mountPoint
+        for component in path.dropFirst(mountPoint.count).split(separator: "/").dropLast() {
+            current += "/\(component)"
+            try makeDirectory(current, why: "a parent of the container's cgroup", kernel: kernel)
+        }
+    }
+
     func create() throws(SkiffError) {
         do {
             for directory in paths {
@@ -48,7 +61,8 @@ struct CgroupV1: Cgroup {
                     try makeDirectory(parent, why: "Skiff's cgroup in this hierarchy", kernel: kernel)
                     try inheritCPUSet(into: parent)
                 }
-                try makeDirectory(directory, under: parent, kernel: kernel)
+                if isAbsolute { try makeAncestors(of: parent) }
+                try makeDirectory(directory, under: parent, sweep: !isAbsolute, kernel: kernel)
             }
             try writeLimits()
         } catch {
@@ -152,7 +166,7 @@ struct CgroupV1: Cgroup {
         var firstError: SkiffError?
         for directory in paths {
             do {
-                try removeDirectory(directory, parent: parentDirectory(of: directory), kernel: kernel)
+                try removeDirectory(directory, parent: parentDirectory(of: directory), keepParent: isAbsolute, kernel: kernel)
             } catch {
                 firstError = firstError ?? error
             }

@@ -20,8 +20,8 @@ struct CgroupV2: Cgroup {
 
     /// At the top of the hierarchy, as Docker's cgroupfs driver does: v2 lets only leaves hold
     /// processes, so a cgroup below our own (which holds us) could not enable controllers.
-    var parent: String { "\(root)/\(Cgroups.parent)" }
-    var directory: String { "\(parent)/\(name)" }
+    var parent: String { name.hasPrefix("/") ? parentDirectory(of: root + name) : "\(root)/\(Cgroups.parent)" }
+    var directory: String { name.hasPrefix("/") ? root + name : "\(parent)/\(name)" }
     var paths: [String] { [directory] }
 
     /// The controllers this container needs; each must be enabled in every ancestor's
@@ -44,7 +44,14 @@ struct CgroupV2: Cgroup {
         let enable = controllers.map { "+" + $0 }.joined(separator: " ")
         do {
             try write(enable, to: root + "/cgroup.subtree_control", why: "let the root's children use these controllers", kernel: kernel)
-            try makeDirectory(directory, under: parent, kernel: kernel)
+            // Every ancestor between the root and the container's parent, for a deep cgroupsPath.
+            var ancestor = root
+            for component in parent.dropFirst(root.count).split(separator: "/").dropLast() {
+                ancestor += "/\(component)"
+                try makeDirectory(ancestor, why: "a parent of the container's cgroup", kernel: kernel)
+                try write(enable, to: ancestor + "/cgroup.subtree_control", why: "controllers for the cgroups below", kernel: kernel)
+            }
+            try makeDirectory(directory, under: parent, sweep: !name.hasPrefix("/"), kernel: kernel)
             // A cgroup without processes may enable controllers for its children at any time.
             try write(enable, to: parent + "/cgroup.subtree_control", why: "and the containers under it", kernel: kernel)
             try writeLimits()
@@ -121,6 +128,6 @@ struct CgroupV2: Cgroup {
         if Files.exists(directory + "/cgroup.kill"), !tasks(in: directory).isEmpty {
             try? kernel.run(.writeFile(directory + "/cgroup.kill", contents: "1"), why: "end every process left in the cgroup")
         }
-        try removeDirectory(directory, parent: parent, kernel: kernel)
+        try removeDirectory(directory, parent: parent, keepParent: name.hasPrefix("/"), kernel: kernel)
     }
 }

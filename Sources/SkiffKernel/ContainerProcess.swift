@@ -32,8 +32,10 @@ public struct ContainerProcess {
 
     /// clone(2) with `namespaces` and runs `body` in the child once the parent calls `start()`.
     /// `body` ends in execve; whatever it throws goes to the parent and ends the child.
+    /// With `dieWithParent` (the default) the child gets SIGKILL if the parent dies before it;
+    /// a runtime's `create`, which exits while the container waits for `start`, turns it off.
     public static func clone(
-        _ namespaces: NamespaceSet, kernel: Kernel, why: @autoclosure () -> String,
+        _ namespaces: NamespaceSet, kernel: Kernel, dieWithParent: Bool = true, why: @autoclosure () -> String,
         child body: (ChildSide) throws -> Never
     ) throws(SyscallError) -> ContainerProcess {
         let go = try makePipe()
@@ -54,7 +56,9 @@ public struct ContainerProcess {
             close(report.reader)
             let side = ChildSide(reportWriter: report.writer)
             do {
-                try kernel.run(.setParentDeathSignal(SIGKILL), why: "if the lesson dies, the container dies with it")
+                if dieWithParent {
+                    try kernel.run(.setParentDeathSignal(SIGKILL), why: "if the lesson dies, the container dies with it")
+                }
                 // Wait for the parent's go; end-of-file means it died before giving one.
                 var byte: UInt8 = 0
                 guard read(go.reader, &byte, 1) == 1 else { _exit(125) }
@@ -90,6 +94,26 @@ public struct ContainerProcess {
         let written = write(goWriter, &byte, 1)
         close(goWriter)
         if written != 1 { throw SyscallError("write go to child", path: "\(pid)") }
+    }
+
+    /// Waits until the child says its setup is done (`ChildSide.reportReady`), for the runtime's
+    /// create/start split; throws what it reported instead, after reaping it.
+    public func waitUntilReady() throws(SkiffError) {
+        var byte: UInt8 = 0
+        var count = read(reportReader, &byte, 1)
+        while count < 0 && errno == EINTR { count = read(reportReader, &byte, 1) }
+        if count == 1 && byte == ChildSide.readyMarker { return }
+        let report = count == 1 ? [byte] + readAll(reportReader) : []
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        throw ChildSide.decode(report)
+            ?? SkiffError(.setupFailed, "the container's init ended before it was ready (\(ExitStatus(waitStatus: status)))")
+    }
+
+    /// Lets go of the child without waiting: the parent is about to exit and the child lives on.
+    public func release() {
+        close(reportReader)
+        close(goWriter)
     }
 
     /// Waits for the child to exit and returns how it ended; throws what the child reported if its
@@ -130,11 +154,22 @@ public struct ChildSide {
         _exit(Int32(code))
     }
 
+    /// The byte that says "set up, waiting to be started" ahead of any error report.
+    static let readyMarker: UInt8 = 0
+
+    /// Tells the parent that setup is done (the runtime's `create` then returns). Errors after
+    /// this still reach a parent that waits (`run`).
+    public func reportReady() {
+        var byte = Self.readyMarker
+        _ = write(reportWriter, &byte, 1)
+    }
+
     /// Closes this process's copy of the report pipe. A process that forks the command (a tiny
     /// init) calls it after fork, so the parent sees end-of-file when the command's execve succeeds.
     public func closeReport() { close(reportWriter) }
 
-    static func decode(_ report: [UInt8]) -> SkiffError? {
+    static func decode(_ fullReport: [UInt8]) -> SkiffError? {
+        let report = fullReport.first == readyMarker ? Array(fullReport.dropFirst()) : fullReport
         guard let code = report.first else { return nil }
         let message = String(decoding: report.dropFirst(), as: UTF8.self)
         switch code {

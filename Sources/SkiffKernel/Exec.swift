@@ -1,3 +1,4 @@
+import CSkiff
 @preconcurrency import Glibc
 
 extension Kernel {
@@ -53,11 +54,25 @@ func withCStrings<Result>(_ strings: [String], _ body: ([UnsafeMutablePointer<CC
 extension Kernel {
     /// Becomes `uid`/`gid` with `groups`: groups first, then the gid, then the uid, because each
     /// step needs the privilege the next one gives up. A change of credentials clears the
-    /// parent-death signal (prctl(2)), so it is set again.
+    /// parent-death signal (prctl(2)), so one that was set is set again.
     public func switchUser(uid: UInt32, gid: UInt32, groups: [UInt32], why: String) throws(SyscallError) {
-        try run(.setgroups(groups), why: groups.isEmpty ? "no supplementary groups" : "the user's supplementary groups")
-        try run(.setresgid(gid), why: "group \(gid): \(why)")
-        try run(.setresuid(uid), why: "user \(uid): \(why)")
-        try run(.setParentDeathSignal(SIGKILL), why: "credentials changed, which cleared the parent-death signal")
+        try switchUser(
+            uid: uid, gid: gid, groups: groups,
+            why: (
+                groups.isEmpty ? "no supplementary groups" : "the user's supplementary groups", "group \(gid): \(why)",
+                "user \(uid): \(why)"
+            ))
+    }
+
+    /// The same, with a reason for each step.
+    public func switchUser(uid: UInt32, gid: UInt32, groups: [UInt32], why: (groups: String, gid: String, uid: String)) throws(SyscallError)
+    {
+        let parentDeathSignal = sk_parent_death_signal()
+        try run(.setgroups(groups), why: why.groups)
+        try run(.setresgid(gid), why: why.gid)
+        try run(.setresuid(uid), why: why.uid)
+        if parentDeathSignal != 0 {
+            try run(.setParentDeathSignal(parentDeathSignal), why: "credentials changed, which cleared the parent-death signal")
+        }
     }
 }

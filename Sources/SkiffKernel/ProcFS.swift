@@ -84,7 +84,9 @@ public enum Files {
 
     /// `path` made absolute against the current directory (without resolving symlinks).
     public static func absolute(_ path: String) -> String {
-        path.hasPrefix("/") ? path : currentDirectory() + "/" + path
+        if path.hasPrefix("/") { return path }
+        let relative = path.split(separator: "/").filter { $0 != "." }.joined(separator: "/")
+        return relative.isEmpty ? currentDirectory() : currentDirectory() + "/" + relative
     }
 
     /// Names in a directory, without . and .., sorted bytewise so walks are reproducible.

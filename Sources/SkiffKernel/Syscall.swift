@@ -23,6 +23,12 @@ public enum Syscall: Hashable, Sendable, CustomStringConvertible {
     case setParentDeathSignal(Int32)
     case chmod(String, mode: UInt32)
     case setNoNewPrivileges
+    /// prctl(PR_SET_KEEPCAPS): keep the permitted capabilities across a switch to a non-root uid.
+    case setKeepCapabilities(Bool)
+    /// setns(2) into the namespace at `path` (a /proc/PID/ns file or a bind mount of one).
+    case setns(path: String, type: NamespaceSet)
+    case mkfifo(String, mode: UInt32)
+    case setUmask(UInt32)
     /// A compiled seccomp filter (classic BPF), loaded for this process and all it execs.
     case loadSeccompFilter([UInt8])
     /// setrlimit(2).
@@ -59,6 +65,10 @@ public enum Syscall: Hashable, Sendable, CustomStringConvertible {
         case .setParentDeathSignal(let signal): "prctl(PR_SET_PDEATHSIG, \(signalName(signal)))"
         case .chmod(let path, let mode): "chmod(\(quote(path)), \(octal(mode)))"
         case .setNoNewPrivileges: "prctl(PR_SET_NO_NEW_PRIVS, 1)"
+        case .setKeepCapabilities(let keep): "prctl(PR_SET_KEEPCAPS, \(keep ? 1 : 0))"
+        case .setns(let path, let type): "setns(open(\(quote(path))), \(type))"
+        case .mkfifo(let path, let mode): "mkfifo(\(quote(path)), \(octal(mode)))"
+        case .setUmask(let mask): "umask(\(octal(mask)))"
         case .loadSeccompFilter(let program): "prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, {\(program.count / 8) BPF instructions})"
         case .setResourceLimit(_, let name, let soft, let hard):
             "setrlimit(\(name), {\(soft == UInt64.max ? "RLIM_INFINITY" : "\(soft)"), \(hard == UInt64.max ? "RLIM_INFINITY" : "\(hard)")})"

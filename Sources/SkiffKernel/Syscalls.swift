@@ -49,6 +49,17 @@ public struct LinuxSyscalls: Syscalls, Sendable {
             try check(sk_set_parent_death_signal(signal), "prctl PR_SET_PDEATHSIG")
         case .chmod(let path, let mode):
             try check(Glibc.chmod(path, mode), "chmod", path)
+        case .setKeepCapabilities(let keep):
+            try check(sk_set_keep_capabilities(keep ? 1 : 0), "prctl PR_SET_KEEPCAPS")
+        case .setns(let path, let type):
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            try check(fd, "open", path)
+            defer { close(fd) }
+            try check(sk_setns(fd, Int32(type.rawValue)), "setns \(type)", path)
+        case .setUmask(let mask):
+            _ = umask(mode_t(mask))
+        case .mkfifo(let path, let mode):
+            try check(Glibc.mkfifo(path, mode), "mkfifo", path)
         case .setNoNewPrivileges:
             try check(sk_set_no_new_privileges(), "prctl PR_SET_NO_NEW_PRIVS")
         case .loadSeccompFilter(let program):

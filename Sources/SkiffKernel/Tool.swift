@@ -17,7 +17,9 @@ public enum Tool {
     }
 
     /// posix_spawn(3)s `path` with `arguments`, writes `input` to its standard input and waits.
-    public static func run(_ path: String, _ arguments: [String], input: String = "") throws(SyscallError) -> Result {
+    public static func run(
+        _ path: String, _ arguments: [String], input: String = "", environment: [String] = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]
+    ) throws(SyscallError) -> Result {
         var stdinPipe: [Int32] = [-1, -1]
         var stdoutPipe: [Int32] = [-1, -1]
         var stderrPipe: [Int32] = [-1, -1]
@@ -32,7 +34,7 @@ public enum Tool {
         posix_spawn_file_actions_adddup2(&actions, stderrPipe[1], 2)
         var pid: pid_t = 0
         let spawned = withCStrings([path] + arguments) { argv in
-            withCStrings(["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]) { envp in
+            withCStrings(environment) { envp in
                 posix_spawn(&pid, path, &actions, nil, argv, envp)
             }
         }

@@ -39,21 +39,33 @@ public enum UserNamespace {
     /// An unprivileged writer must first deny setgroups(2), so that dropping supplementary groups
     /// cannot be used to gain access (CVE-2014-8989); root does not need to.
     public static func writeMaps(for pid: pid_t, uid: IDMapping, gid: IDMapping, kernel: Kernel) throws(SyscallError) {
+        try writeMaps(for: pid, uids: [uid], gids: [gid], kernel: kernel)
+    }
+
+    /// The same with several ranges each (an OCI spec may list many lines).
+    public static func writeMaps(for pid: pid_t, uids: [IDMapping], gids: [IDMapping], kernel: Kernel) throws(SyscallError) {
+        let single = uids.count == 1 ? uids[0] : nil
         try kernel.run(
-            .writeFile("/proc/\(pid)/uid_map", contents: "\(uid)\n"),
-            why: "user ids: \(uid.containerID) inside is \(uid.hostID) outside, \(uid.size) ids")
+            .writeFile("/proc/\(pid)/uid_map", contents: uids.map { "\($0)\n" }.joined()),
+            why: single.map { "user ids: \($0.containerID) inside is \($0.hostID) outside, \($0.size) ids" }
+                ?? "user ids, \(uids.count) ranges")
         if geteuid() != 0 {
             try kernel.run(
                 .writeFile("/proc/\(pid)/setgroups", contents: "deny\n"),
                 why: "an unprivileged writer must deny setgroups before mapping groups")
         }
-        try kernel.run(.writeFile("/proc/\(pid)/gid_map", contents: "\(gid)\n"), why: "group ids, the same way")
+        try kernel.run(.writeFile("/proc/\(pid)/gid_map", contents: gids.map { "\($0)\n" }.joined()), why: "group ids, the same way")
     }
 
     /// Becomes uid 0 and gid 0 of the new namespace. Until now the child ran as the host's uid,
     /// which has no mapping inside and shows as 65534 (nobody).
     public static func becomeRoot(kernel: Kernel) throws(SyscallError) {
-        try kernel.switchUser(uid: 0, gid: 0, groups: [], why: "root inside, an unprivileged id outside")
+        try kernel.switchUser(
+            uid: 0, gid: 0, groups: [],
+            why: (
+                "drop the host's supplementary groups, which mean nothing in here", "become group 0 inside: gid 0 maps to the host range",
+                "become root inside: an unprivileged uid outside"
+            ))
     }
 }
 

@@ -34,8 +34,9 @@ public struct RootfsPlan: Sendable, Equatable {
         return "/\(repository)/rootfs-samples/build/busybox"
     }()
 
-    /// A plan for `path` as given, unchecked: for tests that only record the calls.
-    init(unchecked path: String, devices: Devices = .create, sysfs: Sysfs = .mount) {
+    /// A plan for `path` as given, unchecked: for a root the caller has checked (an OCI bundle's,
+    /// already validated) and for tests that only record the calls.
+    public init(unchecked path: String, devices: Devices = .create, sysfs: Sysfs = .mount) {
         self.path = path
         self.devices = devices
         self.sysfs = sysfs
@@ -114,19 +115,7 @@ public enum Rootfs {
         try kernel.run(
             .mount(source: "tmpfs", target: dev, fstype: "tmpfs", flags: [.noSuid, .strictAtime], data: "mode=755,size=65536k"),
             why: "an empty /dev of our own: the host's devices stay out")
-        for device in standardDevices {
-            let node = "\(dev)/\(device.name)"
-            switch plan.devices {
-            case .create:
-                try kernel.run(.mknod(node, mode: 0o666, major: device.major, minor: device.minor), why: "the \(device.name) device")
-                try kernel.run(.chmod(node, mode: 0o666), why: "readable and writable by all (mknod applies the umask)")
-            case .bindFromHost:
-                try kernel.run(.createFile(node), why: "a file to bind the host's \(device.name) onto")
-                try kernel.run(
-                    .mount(source: "/dev/\(device.name)", target: node, fstype: nil, flags: [.bind], data: nil),
-                    why: "mknod is not allowed in a user namespace: borrow the host's node")
-            }
-        }
+        try createDevices(in: dev, plan.devices, kernel: kernel)
         try kernel.run(.mkdir(dev + "/pts", mode: 0o755), why: "the mount point for pseudo-terminals")
         try kernel.run(
             .mount(
@@ -137,6 +126,28 @@ public enum Rootfs {
         try kernel.run(
             .mount(source: "shm", target: dev + "/shm", fstype: "tmpfs", flags: [.noSuid, .noDev, .noExec], data: "mode=1777,size=65536k"),
             why: "shared memory of our own")
+        try createLinks(in: dev, kernel: kernel)
+    }
+
+    /// The standard device nodes in `dev`: made with mknod, or bound from the host's /dev.
+    public static func createDevices(in dev: String, _ devices: RootfsPlan.Devices, kernel: Kernel) throws(SyscallError) {
+        for device in standardDevices {
+            let node = "\(dev)/\(device.name)"
+            switch devices {
+            case .create:
+                try kernel.run(.mknod(node, mode: 0o666, major: device.major, minor: device.minor), why: "the \(device.name) device")
+                try kernel.run(.chmod(node, mode: 0o666), why: "readable and writable by all (mknod applies the umask)")
+            case .bindFromHost:
+                try kernel.run(.createFile(node), why: "a file to bind the host's \(device.name) onto")
+                try kernel.run(
+                    .mount(source: "/dev/\(device.name)", target: node, fstype: nil, flags: [.bind], data: nil),
+                    why: "mknod is not allowed in a user namespace: borrow the host's node")
+            }
+        }
+    }
+
+    /// The standard /dev symlinks (fd, stdin, stdout, stderr, ptmx, core).
+    public static func createLinks(in dev: String, kernel: Kernel) throws(SyscallError) {
         for (name, target) in standardLinks {
             try kernel.run(.symlink(target: target, path: "\(dev)/\(name)"), why: "the standard /dev/\(name) link")
         }

@@ -90,18 +90,33 @@ public enum Capabilities {
     /// Sets the effective, permitted and inheritable sets to `keep` and clears the ambient set.
     /// For root inside: a non-root user's sets are emptied by the kernel at setresuid(2).
     public static func set(_ keep: CapabilitySet, kernel: Kernel) throws(SkiffError) {
-        kernel.narrator.call("cap_set_proc(\(keep))", why: "root inside keeps only these; the rest are gone for good")
+        try set(effective: keep, permitted: keep, inheritable: keep, ambient: CapabilitySet(bits: 0), kernel: kernel)
+    }
+
+    /// Sets each set as given (an OCI spec lists them one by one). Ambient capabilities, the
+    /// ones a non-root program keeps across execve, must also be permitted and inheritable.
+    public static func set(
+        effective: CapabilitySet, permitted: CapabilitySet, inheritable: CapabilitySet, ambient: CapabilitySet, kernel: Kernel
+    ) throws(SkiffError) {
+        kernel.narrator.call(
+            "cap_set_proc(e=\(effective) p=\(permitted) i=\(inheritable)), ambient \(ambient)",
+            why: "the capabilities the process keeps; the rest are gone for good")
         guard let capabilities = cap_init() else { throw SkiffError(.setupFailed, "libcap: cap_init failed") }
         defer { cap_free(UnsafeMutableRawPointer(capabilities)) }
-        var values = (0..<64).filter { keep.contains($0) }.map { cap_value_t($0) }
-        for flag in [CAP_EFFECTIVE, CAP_PERMITTED, CAP_INHERITABLE] where !values.isEmpty {
-            cap_set_flag(capabilities, flag, Int32(values.count), &values, CAP_SET)
+        for (set, flag) in [(effective, CAP_EFFECTIVE), (permitted, CAP_PERMITTED), (inheritable, CAP_INHERITABLE)] {
+            var values = (0..<64).filter { set.contains($0) }.map { cap_value_t($0) }
+            if !values.isEmpty { cap_set_flag(capabilities, flag, Int32(values.count), &values, CAP_SET) }
         }
         guard cap_set_proc(capabilities) == 0 else {
-            throw SkiffError(.setupFailed, "cannot set the capabilities \(keep)", cause: SyscallError("capset"))
+            throw SkiffError(.setupFailed, "cannot set the capabilities e=\(effective) p=\(permitted)", cause: SyscallError("capset"))
         }
         guard cap_reset_ambient() == 0 else {
             throw SkiffError(.setupFailed, "cannot clear the ambient capabilities", cause: SyscallError("prctl PR_CAP_AMBIENT"))
+        }
+        for bit in (0..<64).filter({ ambient.contains($0) }) where cap_set_ambient(cap_value_t(bit), CAP_SET) != 0 {
+            throw SkiffError(
+                .setupFailed, "cannot raise the ambient capability \(CapabilitySet(bits: 1 << UInt64(bit)))",
+                cause: SyscallError("prctl PR_CAP_AMBIENT"))
         }
     }
 }

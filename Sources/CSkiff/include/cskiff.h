@@ -45,6 +45,8 @@ int sk_pipe_cloexec(int fds[2]);
 
 /// prctl(PR_SET_PDEATHSIG): prctl is variadic.
 int sk_set_parent_death_signal(int signal_number);
+/// prctl(PR_GET_PDEATHSIG): the signal set, 0 for none.
+int sk_parent_death_signal(void);
 
 /// Extended attributes (xattr(7)) without following symlinks: sys/xattr.h is not in Glibc's
 /// Swift module. Overlayfs keeps its opaque-directory marker in one.
@@ -61,6 +63,12 @@ int sk_bind_idmapped(const char *source, const char *target, const char *userns_
 /// prctl(PR_SET_NO_NEW_PRIVS, 1): execve can never grant privileges again (setuid bits, file
 /// capabilities); also what lets an unprivileged process install a seccomp filter.
 int sk_set_no_new_privileges(void);
+
+/// open(path, O_PATH|O_CLOEXEC): a handle on a file without opening it for I/O (_GNU_SOURCE).
+int sk_open_path(const char *path);
+
+/// prctl(PR_SET_KEEPCAPS, keep).
+int sk_set_keep_capabilities(int keep);
 
 /// prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER) with a compiled classic-BPF program of `length`
 /// bytes (a whole number of struct sock_filter, 8 bytes each).

@@ -1,0 +1,47 @@
+import CSkiff
+@preconcurrency import Glibc
+
+/// The gate between `create` and `start` (runc's exec.fifo): the container's init opens the FIFO
+/// for writing, which blocks until `start` opens it for reading. The init holds an O_PATH
+/// descriptor taken before pivot_root, since the host path is out of reach afterwards, and
+/// reopens the FIFO through /proc/self/fd.
+public struct ExecFIFO: Sendable {
+    let descriptor: Int32
+
+    /// Creates the FIFO at `path`, mode 0622: only root may open it for reading, i.e. start it.
+    public static func create(at path: String, kernel: Kernel) throws(SyscallError) {
+        try kernel.run(.mkfifo(path, mode: 0o622), why: "the gate that holds the container until start")
+    }
+
+    /// Takes hold of the FIFO at `path` (in the child, before pivot_root).
+    public init(holding path: String) throws(SyscallError) {
+        descriptor = sk_open_path(path)
+        try check(descriptor, "open O_PATH", path)
+    }
+
+    /// Blocks until `start` opens the other end, then lets go of it.
+    public func waitForStart() throws(SyscallError) {
+        let writer = open("/proc/self/fd/\(descriptor)", O_WRONLY | O_CLOEXEC)
+        try check(writer, "open", "exec.fifo")
+        var byte: UInt8 = 0
+        _ = write(writer, &byte, 1)
+        close(writer)
+        close(descriptor)
+    }
+
+    /// `start`: opens the FIFO for reading, which releases the waiting init, and reads its byte.
+    /// Non-blocking first, so a container that is not waiting (dead) is an error, not a hang.
+    public static func start(at path: String) throws(SyscallError) {
+        let reader = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        try check(reader, "open", path)
+        defer { close(reader) }
+        // The writer opens after our open; wait for its byte, bounded (the init is waiting already).
+        var byte: UInt8 = 0
+        for _ in 0..<500 {
+            let count = read(reader, &byte, 1)
+            if count == 1 { return }
+            usleep(10_000)
+        }
+        throw SyscallError("read", path: path, errno: ETIMEDOUT)
+    }
+}

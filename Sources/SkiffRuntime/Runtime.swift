@@ -1,0 +1,214 @@
+import Foundation
+import SkiffCgroups
+import SkiffKernel
+import SkiffNamespaces
+import SkiffSecurity
+
+/// The OCI runtime's operations (runtime-spec runtime.md): create, start, state, kill, delete,
+/// and run = create + start + wait + delete. Each is a separate process in a real deployment
+/// (containerd runs `create`, later `start`...), so everything between them is in the state
+/// directory.
+public struct Runtime {
+    public let store: StateStore
+    public let kernel: Kernel
+
+    public init(store: StateStore = StateStore(), kernel: Kernel = Kernel()) {
+        self.store = store
+        self.kernel = kernel
+    }
+
+    /// Reads `bundle`/config.json into a plan; a malformed file is an error naming the field.
+    public func plan(id: String, bundle: String) throws(SkiffError) -> (Spec, ContainerPlan) {
+        let directory = Files.absolute(bundle)
+        let file = directory + "/config.json"
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw SkiffError(.invalidInput, "no config.json in the bundle \(directory): create one with `skiff-runtime spec`")
+        }
+        let spec: Spec
+        do {
+            spec = try JSONDecoder().decode(Spec.self, from: data)
+        } catch let DecodingError.keyNotFound(key, context) {
+            throw SkiffError(.invalidInput, "config.json: \(fieldPath(context.codingPath + [key])) is missing")
+        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
+            throw SkiffError(.invalidInput, "config.json: \(fieldPath(context.codingPath)) has the wrong type")
+        } catch {
+            throw SkiffError(.invalidInput, "config.json in \(directory) is not valid JSON")
+        }
+        let plan = try ContainerPlan(spec: spec, id: id, bundle: directory)
+        guard Files.isDirectory(plan.rootfs) == true else {
+            throw SkiffError(.invalidInput, "config.json: root.path \(plan.rootfs) is not a directory")
+        }
+        for hook in (spec.hooks?.createContainer ?? []) + (spec.hooks?.startContainer ?? []) {
+            throw SkiffError(
+                .invalidInput,
+                "config.json: hooks run inside the container (createContainer, startContainer: \(hook.path)) are not supported yet")
+        }
+        return (spec, plan)
+    }
+
+    /// A created container: its init exists in all its namespaces and its cgroup, and waits.
+    public struct Launched {
+        public let process: ContainerProcess
+        public let state: ContainerState
+    }
+
+    /// `create`: the container up to the point where only execve is left, then returns.
+    public func create(id: String, bundle: String) throws -> Launched {
+        let (spec, plan) = try plan(id: id, bundle: bundle)
+        do {
+            try Files.makeDirectories(store.root, mode: 0o700)
+        } catch {
+            throw SkiffError(.setupFailed, "cannot create the state directory \(store.root)", cause: error)
+        }
+        guard mkdir(store.directory(id), 0o700) == 0 else {
+            throw SkiffError(
+                .invalidInput, errno == EEXIST ? "container \(id) already exists" : "cannot create \(store.directory(id))",
+                cause: SyscallError("mkdir", path: store.directory(id)))
+        }
+        do {
+            return try launch(spec: spec, plan: plan)
+        } catch {
+            store.remove(id)
+            throw error
+        }
+    }
+
+    private func launch(spec: Spec, plan: ContainerPlan) throws -> Launched {
+        try ExecFIFO.create(at: store.execFIFO(plan.id), kernel: kernel)
+        let filter = try plan.seccomp?.compile()
+        let cgroupPath = plan.cgroupPath.flatMap { $0.hasPrefix("/") ? $0 : nil } ?? "/skiff/\(plan.id)"
+        let cgroup = try Cgroups.open(path: cgroupPath, limits: plan.limits, layout: .host(), kernel: kernel)
+        try cgroup.create()
+        var created = ContainerState(
+            id: plan.id, status: .creating, pid: 0, bundle: plan.bundle, annotations: plan.annotations, created: StateStore.timestamp())
+        created.cgroupPath = cgroup.paths.joined(separator: ":")
+        created.rootfs = plan.rootfs
+        try store.save(created)
+        let initSteps = ContainerInit(plan: plan, kernel: kernel, filter: filter, execFIFO: store.execFIFO(plan.id))
+        let process: ContainerProcess
+        do {
+            process = try ContainerProcess.clone(plan.newNamespaces, kernel: kernel, dieWithParent: false, why: "the container's init") {
+                side in
+                try initSteps.run(side: side)
+            }
+        } catch {
+            try? cgroup.destroy()
+            throw error
+        }
+        do {
+            try process.start {
+                if plan.newNamespaces.contains(.user) {
+                    try UserNamespace.writeMaps(for: process.pid, uids: plan.uidMappings, gids: plan.gidMappings, kernel: kernel)
+                }
+                try cgroup.add(process.pid)
+                var state = created
+                state.pid = process.pid
+                // createRuntime and prestart hooks: the namespaces exist, the root is not yet pivoted.
+                try runHooks((spec.hooks?.prestart ?? []) + (spec.hooks?.createRuntime ?? []), state: state)
+            }
+            try process.waitUntilReady()
+        } catch {
+            Glibc.kill(process.pid, SIGKILL)
+            _ = try? process.wait()
+            try? cgroup.destroy()
+            throw error
+        }
+        var state = created
+        state.pid = process.pid
+        state.status = .created
+        state.processStartTime = StateStore.startTime(of: process.pid)
+        try store.save(state)
+        return Launched(process: process, state: state)
+    }
+
+    /// `start`: releases a created container's init to execve the process.
+    public func start(id: String) throws {
+        let state = try store.load(id)
+        guard state.status == .created else {
+            throw SkiffError(
+                .invalidInput, "container \(id) is \(state.status.rawValue), not created: only a created container can be started")
+        }
+        do {
+            try ExecFIFO.start(at: store.execFIFO(id))
+        } catch {
+            throw SkiffError(.setupFailed, "cannot start \(id)", cause: error)
+        }
+        try? FileManager.default.removeItem(atPath: store.execFIFO(id))
+        if let spec = try? plan(id: id, bundle: state.bundle).0 {
+            var running = state
+            running.status = .running
+            try? runHooks(spec.hooks?.poststart ?? [], state: running)
+        }
+    }
+
+    /// `kill`: a signal to the init, or with `all` to every process in its cgroup.
+    public func kill(id: String, signal: Int32, all: Bool) throws {
+        let state = try store.load(id)
+        guard state.status == .created || state.status == .running else {
+            throw SkiffError(.invalidInput, "container \(id) is not running")
+        }
+        let targets = all ? processes(of: state) : [state.pid]
+        for pid in targets {
+            // A process that exited meanwhile (ESRCH) has nothing left to signal.
+            let result = Result { () throws(SyscallError) in
+                try kernel.run(.kill(pid: pid, signal: signal), why: "the signal the caller asked for")
+            }
+            if case .failure(let error) = result, error.errno != ESRCH { throw error }
+        }
+    }
+
+    /// `delete`: removes a stopped container's cgroup and state; with `force`, kills it first.
+    public func delete(id: String, force: Bool) throws {
+        let state = try store.load(id)
+        if state.status != .stopped {
+            guard force else {
+                throw SkiffError(.invalidInput, "container \(id) is \(state.status.rawValue): stop it first, or delete --force")
+            }
+            for pid in processes(of: state) + [state.pid] { Glibc.kill(pid, SIGKILL) }
+            for _ in 0..<500 where store.currentStatus(of: state) != .stopped { usleep(10_000) }
+        }
+        if let paths = state.cgroupPath?.split(separator: ":").map(String.init) {
+            try Cgroups.remove(paths, kernel: kernel)
+        }
+        store.remove(id)
+        if let spec = try? plan(id: id, bundle: state.bundle).0 {
+            var stopped = state
+            stopped.status = .stopped
+            try? runHooks(spec.hooks?.poststop ?? [], state: stopped)
+        }
+    }
+
+    /// `run`: create, start, wait for the process, delete; the exit status is the process's.
+    public func run(id: String, bundle: String, detach: Bool) throws -> (ExitStatus?, ContainerState) {
+        let launched = try create(id: id, bundle: bundle)
+        try start(id: id)
+        if detach {
+            launched.process.release()
+            return (nil, launched.state)
+        }
+        let status = try launched.process.wait()
+        try delete(id: id, force: true)
+        return (status, launched.state)
+    }
+
+    /// The pids in the container's cgroup (the first hierarchy's cgroup.procs).
+    public func processes(of state: ContainerState) -> [Int32] {
+        guard let path = state.cgroupPath?.split(separator: ":").first else { return [state.pid] }
+        return ((try? Files.readText("\(path)/cgroup.procs")) ?? "").split(separator: "\n").compactMap { Int32($0) }
+    }
+
+    /// Runs hooks in order with the state on standard input (runtime-spec config.md#posix-platform-hooks).
+    func runHooks(_ hooks: [Spec.Hook], state: ContainerState) throws {
+        for hook in hooks {
+            let arguments = Array((hook.args ?? [hook.path]).dropFirst())
+            let result = try Tool.run(hook.path, arguments, input: state.ociJSON, environment: hook.env ?? [])
+            guard result.status == 0 else {
+                throw SkiffError(.setupFailed, "hook \(hook.path) failed with exit status \(result.status): \(result.errorOutput)")
+            }
+        }
+    }
+}
+
+func fieldPath(_ path: [any CodingKey]) -> String {
+    path.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined().trimmingCharacters(in: CharacterSet(charactersIn: "."))
+}
