@@ -67,7 +67,7 @@ let package = Package(
             name: "SkiffTests",
             dependencies: [
                 "SkiffKernel", "SkiffNamespaces", "SkiffRootfs", "SkiffNetwork", "SkiffCgroups", "SkiffLayers", "SkiffSecurity",
-                "SkiffLesson", "CArchive",
+                "SkiffRuntime", "SkiffCommands", "SkiffLesson", "CArchive",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),

@@ -1,7 +1,9 @@
 #define _GNU_SOURCE
 #include "cskiff.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -70,6 +72,40 @@ int sk_parent_death_signal(void) {
     int signal_number = 0;
     return prctl(PR_GET_PDEATHSIG, &signal_number, 0UL, 0UL, 0UL) == 0 ? signal_number : 0;
 }
+
+static void for_each_descriptor(int lowest, void (*action)(int, const int *, int), const int *keep, int count) {
+    DIR *directory = opendir("/proc/self/fd");
+    if (directory == NULL) return;
+    int own = dirfd(directory);
+    struct dirent *entry;
+    while ((entry = readdir(directory)) != NULL) {
+        int fd = atoi(entry->d_name);
+        if (entry->d_name[0] == '.' || fd < lowest || fd == own) continue;
+        action(fd, keep, count);
+    }
+    closedir(directory);
+}
+
+static void set_cloexec(int fd, const int *keep, int count) {
+    (void)keep;
+    (void)count;
+    int flags = fcntl(fd, F_GETFD);
+    if (flags >= 0) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+}
+
+static void close_unless_kept(int fd, const int *keep, int count) {
+    for (int i = 0; i < count; i++)
+        if (keep[i] == fd) return;
+    close(fd);
+}
+
+void sk_cloexec_from(int lowest) {
+    // close_range(lowest, ~0U, CLOSE_RANGE_CLOEXEC): 436 and 4 on every architecture.
+    if (syscall(436, (unsigned int)lowest, ~0U, 4U) == 0) return;
+    for_each_descriptor(lowest, set_cloexec, NULL, 0);
+}
+
+void sk_close_descriptors_except(const int *keep, int count) { for_each_descriptor(3, close_unless_kept, keep, count); }
 
 pid_t sk_gettid(void) { return (pid_t)syscall(SYS_gettid); }
 

@@ -54,6 +54,15 @@ public struct ContainerProcess {
             sk_forward_signals_reset()
             close(go.writer)
             close(report.reader)
+            if dieWithParent {
+                // Nothing of the parent's reaches the command: descriptors stay usable until execve.
+                sk_cloexec_from(3)
+            } else {
+                // This init outlives its parent: holding the parent's pipes and sockets would make
+                // whoever waits on them (the caller of `create`) wait for the container instead.
+                let keep = [go.reader, report.writer, kernel.narrator.inputDescriptor]
+                sk_close_descriptors_except(keep, Int32(keep.count))
+            }
             let side = ChildSide(reportWriter: report.writer)
             do {
                 if dieWithParent {
@@ -110,10 +119,10 @@ public struct ContainerProcess {
             ?? SkiffError(.setupFailed, "the container's init ended before it was ready (\(ExitStatus(waitStatus: status)))")
     }
 
-    /// Lets go of the child without waiting: the parent is about to exit and the child lives on.
+    /// Lets go of a started child without waiting: the parent is about to exit and the child
+    /// lives on. (`start` closed the go pipe already.)
     public func release() {
         close(reportReader)
-        close(goWriter)
     }
 
     /// Waits for the child to exit and returns how it ended; throws what the child reported if its

@@ -11,6 +11,8 @@ public struct ExecFIFO: Sendable {
     /// Creates the FIFO at `path`, mode 0622: only root may open it for reading, i.e. start it.
     public static func create(at path: String, kernel: Kernel) throws(SyscallError) {
         try kernel.run(.mkfifo(path, mode: 0o622), why: "the gate that holds the container until start")
+        // mkfifo applies the umask; the init may be any user by the time it opens the FIFO.
+        try kernel.run(.chmod(path, mode: 0o622), why: "writable by the container's user, whoever it is")
     }
 
     /// Takes hold of the FIFO at `path` (in the child, before pivot_root).

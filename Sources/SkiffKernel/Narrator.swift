@@ -25,6 +25,9 @@ public struct Narrator: Sendable {
 
     public var isOn: Bool { mode != .silent }
 
+    /// The descriptor `--step` reads from, or -1.
+    var inputDescriptor: Int32 { input }
+
     /// Narrates one kernel call: `unshare(CLONE_NEWUTS)  give this process its own hostname`.
     public func call(_ text: @autoclosure () -> String, why: @autoclosure () -> String) {
         guard isOn else { return }

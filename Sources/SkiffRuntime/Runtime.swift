@@ -56,11 +56,12 @@ public struct Runtime {
     public func create(id: String, bundle: String) throws -> Launched {
         let (spec, plan) = try plan(id: id, bundle: bundle)
         do {
-            try Files.makeDirectories(store.root, mode: 0o700)
+            // 0711: a container init in a user namespace must pass through to reach its FIFO.
+            try Files.makeDirectories(store.root, mode: 0o711)
         } catch {
             throw SkiffError(.setupFailed, "cannot create the state directory \(store.root)", cause: error)
         }
-        guard mkdir(store.directory(id), 0o700) == 0 else {
+        guard mkdir(store.directory(id), 0o711) == 0 else {
             throw SkiffError(
                 .invalidInput, errno == EEXIST ? "container \(id) already exists" : "cannot create \(store.directory(id))",
                 cause: SyscallError("mkdir", path: store.directory(id)))
@@ -181,7 +182,13 @@ public struct Runtime {
     /// `run`: create, start, wait for the process, delete; the exit status is the process's.
     public func run(id: String, bundle: String, detach: Bool) throws -> (ExitStatus?, ContainerState) {
         let launched = try create(id: id, bundle: bundle)
-        try start(id: id)
+        do {
+            try start(id: id)
+        } catch {
+            // An init that died after it was ready reported why: that is the error to show.
+            _ = try launched.process.wait()
+            throw error
+        }
         if detach {
             launched.process.release()
             return (nil, launched.state)

@@ -87,10 +87,12 @@ public enum Capabilities {
         }
     }
 
-    /// Sets the effective, permitted and inheritable sets to `keep` and clears the ambient set.
-    /// For root inside: a non-root user's sets are emptied by the kernel at setresuid(2).
+    /// Sets the effective and permitted sets to `keep` and clears the inheritable and ambient
+    /// sets. For root inside: a non-root user's sets are emptied by the kernel at setresuid(2).
+    /// The inheritable set stays empty, as in Docker since CVE-2022-24769: a program with
+    /// inheritable file capabilities would otherwise gain them even as a non-root user.
     public static func set(_ keep: CapabilitySet, kernel: Kernel) throws(SkiffError) {
-        try set(effective: keep, permitted: keep, inheritable: keep, ambient: CapabilitySet(bits: 0), kernel: kernel)
+        try set(effective: keep, permitted: keep, inheritable: CapabilitySet(bits: 0), ambient: CapabilitySet(bits: 0), kernel: kernel)
     }
 
     /// Sets each set as given (an OCI spec lists them one by one). Ambient capabilities, the

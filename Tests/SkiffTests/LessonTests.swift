@@ -5,6 +5,7 @@ import SkiffNetwork
 import Testing
 
 @testable import SkiffLayers
+@testable import SkiffRuntime
 
 /// Real tests, as root: run the lesson executables on the busybox sample and ask the probe.
 /// Serialized because they create namespaces, mounts and IPC objects on one host.
@@ -761,6 +762,151 @@ extension RealTests {
             let user = try Self.run(["--user", "ghost", "--", "true"])
             #expect(user.status == 125 && user.stderr.contains("--user ghost: no such user"))
             try RealTests.Lesson10VethBridge.expectNetworkGone(bridge: "sktest1")
+        }
+    }
+}
+
+extension RealTests {
+    @Suite("skiff-runtime: bundles run for real")
+    struct RuntimeRealTests {
+        /// A bundle in a temporary directory whose root is the busybox sample.
+        struct Bundle {
+            let path = NSTemporaryDirectory() + "skiff-bundle-\(UUID().uuidString)"
+            let stateRoot = NSTemporaryDirectory() + "skiff-runtime-state-\(UUID().uuidString)"
+
+            init(_ arguments: [String], edit: (inout Spec) -> Void = { _ in }) throws {
+                try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+                var spec = DefaultSpec.make()
+                spec.root = Spec.Root(path: Host.sampleRootfs, readonly: true)
+                spec.process?.args = arguments
+                edit(&spec)
+                try JSONEncoder().encode(spec).write(to: URL(fileURLWithPath: path + "/config.json"))
+            }
+
+            func runtime(_ arguments: [String]) throws -> Outcome {
+                try Started(Host.executable("skiff-runtime"), ["--root", stateRoot] + arguments).finish()
+            }
+
+            func cleanUp() {
+                try? FileManager.default.removeItem(atPath: path)
+                try? FileManager.default.removeItem(atPath: stateRoot)
+            }
+        }
+
+        @Test("run: the process runs in the bundle's root with the spec's hostname, and its exit status comes back")
+        func run() throws {
+            let bundle = try Bundle(["sh", "-c", "hostname; /probe exists /.skiff-sample; exit 7"])
+            defer { bundle.cleanUp() }
+            let outcome = try bundle.runtime(["run", "--bundle", bundle.path, "c1"])
+            #expect(outcome.status == 7)
+            #expect(outcome.lines == ["skiff", "yes"])
+            #expect(try bundle.runtime(["list", "-q"]).stdout.isEmpty, "run deletes the container")
+        }
+
+        @Test("create waits, start runs, kill stops, delete removes the state and the cgroup")
+        func lifecycle() throws {
+            let bundle = try Bundle(["/probe", "sleep", "30"]) { $0.linux?.cgroupsPath = "/skiff/runtime-test-lifecycle" }
+            defer { bundle.cleanUp() }
+            let pidFile = bundle.path + "/pid"
+            #expect(try bundle.runtime(["create", "--bundle", bundle.path, "--pid-file", pidFile, "c1"]).status == 0)
+            let pid = try #require(Int32(try String(contentsOfFile: pidFile, encoding: .utf8)))
+            #expect(try bundle.runtime(["state", "c1"]).stdout.contains("\"status\" : \"created\""))
+            let memory = try CgroupLayout.host().v1Controllers["memory"].map { "\($0)/skiff/runtime-test-lifecycle" }
+            if let memory { #expect(FileManager.default.fileExists(atPath: memory), "the container is in its cgroup before it runs") }
+            let again = try bundle.runtime(["create", "--bundle", bundle.path, "c1"])
+            #expect(again.status == 1 && again.stderr.contains("container c1 already exists"))
+            #expect(try bundle.runtime(["start", "c1"]).status == 0)
+            #expect(try bundle.runtime(["state", "c1"]).stdout.contains("\"status\" : \"running\""))
+            #expect(try bundle.runtime(["ps", "c1"]).lines == ["PID", "\(pid)"])
+            let busy = try bundle.runtime(["delete", "c1"])
+            #expect(busy.status == 1 && busy.stderr.contains("container c1 is running: stop it first"))
+            #expect(try bundle.runtime(["kill", "c1", "KILL"]).status == 0)
+            for _ in 0..<200 where try bundle.runtime(["state", "c1"]).stdout.contains("running") { usleep(10_000) }
+            #expect(try bundle.runtime(["state", "c1"]).stdout.contains("\"status\" : \"stopped\""))
+            #expect(try bundle.runtime(["delete", "c1"]).status == 0)
+            #expect(try bundle.runtime(["list", "-q"]).stdout.isEmpty)
+            if let memory { #expect(!FileManager.default.fileExists(atPath: memory), "the cgroup is removed") }
+        }
+
+        @Test("the container sees the spec: env, cwd, user, capabilities, no_new_privs, seccomp, rlimits, masked and read-only paths")
+        func conformance() throws {
+            let script = """
+                echo "FOO=$FOO"; pwd; /probe uid; /probe status | grep -E 'CapEff|NoNewPrivs|Seccomp|Groups'; /probe rlimit nofile; \
+                /probe read-file /proc/keys; /probe write /proc/sys/kernel/domainname x 2>&1; /probe write /etc/x y 2>&1; \
+                cat /proc/sys/kernel/domainname; /probe try-syscall keyctl; cat /data/greeting; /probe write /data/x y 2>&1; true
+                """
+            let data = NSTemporaryDirectory() + "skiff-runtime-data-\(UUID().uuidString)"
+            try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: data) }
+            try "hello from the host\n".write(toFile: data + "/greeting", atomically: false, encoding: .utf8)
+            let bundle = try Bundle(["sh", "-c", script]) { spec in
+                spec.process?.env?.append("FOO=bar")
+                spec.process?.cwd = "/tmp"
+                spec.process?.user = .init(uid: 1000, gid: 1000, additionalGids: [29])
+                spec.process?.capabilities?.effective = ["CAP_KILL"]
+                spec.process?.capabilities?.permitted = ["CAP_KILL"]
+                spec.process?.capabilities?.bounding = ["CAP_KILL"]
+                // A non-root process keeps capabilities across execve only as ambient ones,
+                // which must also be inheritable (capabilities(7)).
+                spec.process?.capabilities?.inheritable = ["CAP_KILL"]
+                spec.process?.capabilities?.ambient = ["CAP_KILL"]
+                spec.process?.rlimits = [.init(type: "RLIMIT_NOFILE", hard: 2048, soft: 512)]
+                spec.linux?.sysctl = ["kernel.domainname": "example.test"]
+                spec.mounts?.append(.init(destination: "/data", type: "bind", source: data, options: ["rbind", "ro"]))
+            }
+            defer { bundle.cleanUp() }
+            let outcome = try bundle.runtime(["run", "--bundle", bundle.path, "c1"])
+            #expect(outcome.status == 0, "\(outcome.stderr)")
+            #expect(
+                outcome.lines == [
+                    "FOO=bar", "/tmp", "uid=1000 euid=1000 gid=1000 egid=1000", "CapEff: 0000000000000020", "Seccomp: 2", "NoNewPrivs: 1",
+                    "nofile 512 2048", "/proc/keys readable 0 bytes",
+                    "probe: write /proc/sys/kernel/domainname: Read-only file system", "probe: write /etc/x: Read-only file system",
+                    "example.test", "keyctl EPERM", "hello from the host", "probe: write /data/x: Read-only file system",
+                ])
+        }
+
+        @Test("a user namespace from the spec's mappings")
+        func userNamespace() throws {
+            let bundle = try Bundle(["/probe", "idmap"]) { spec in
+                spec.linux?.namespaces?.append(.init(type: "user"))
+                spec.linux?.uidMappings = [.init(containerID: 0, hostID: 200_000, size: 65536)]
+                spec.linux?.gidMappings = [.init(containerID: 0, hostID: 200_000, size: 65536)]
+            }
+            defer { bundle.cleanUp() }
+            let outcome = try bundle.runtime(["run", "--bundle", bundle.path, "c1"])
+            #expect(outcome.lines == ["uid 0 200000 65536", "gid 0 200000 65536"], "\(outcome.stderr)")
+        }
+
+        @Test("prestart and poststop hooks get the state on standard input")
+        func hooks() throws {
+            let log = NSTemporaryDirectory() + "skiff-hook-\(UUID().uuidString)"
+            defer { try? FileManager.default.removeItem(atPath: log) }
+            let bundle = try Bundle(["true"]) { spec in
+                let hook = Spec.Hook(path: "/bin/sh", args: ["sh", "-c", "cat >> \(log); echo >> \(log)"])
+                spec.hooks = Spec.Hooks(prestart: [hook], poststop: [hook])
+            }
+            defer { bundle.cleanUp() }
+            #expect(try bundle.runtime(["run", "--bundle", bundle.path, "hooked"]).status == 0)
+            let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").filter {
+                $0.contains("\"id\"") || $0.contains("status")
+            }
+            #expect(lines.filter { $0.contains("\"id\" : \"hooked\"") }.count == 2, "both hooks saw the container")
+            #expect(
+                lines.contains { $0.contains("\"status\" : \"creating\"") } && lines.contains { $0.contains("\"status\" : \"stopped\"") })
+        }
+
+        @Test("a broken config.json is refused with the field named, and nothing is left")
+        func brokenConfig() throws {
+            let bundle = try Bundle(["true"]) { $0.process?.cwd = "relative" }
+            defer { bundle.cleanUp() }
+            let outcome = try bundle.runtime([
+                "--log", bundle.path + "/log.json", "--log-format", "json", "create", "--bundle", bundle.path, "c1",
+            ])
+            #expect(outcome.status == 1)
+            #expect(outcome.stderr.contains("config.json: process.cwd \"relative\" must be absolute"))
+            #expect(try String(contentsOfFile: bundle.path + "/log.json", encoding: .utf8).contains("\"level\":\"error\""))
+            #expect(try bundle.runtime(["list", "-q"]).stdout.isEmpty)
         }
     }
 }

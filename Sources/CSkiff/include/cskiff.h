@@ -77,6 +77,15 @@ int sk_load_seccomp_filter(const void *program, size_t length);
 /// memfd_create(2): an anonymous file, where libseccomp can export a compiled filter.
 int sk_memfd_create(const char *name);
 
+/// Marks every descriptor from `lowest` up close-on-exec (close_range(2) with
+/// CLOSE_RANGE_CLOEXEC, Linux 5.11; a /proc/self/fd walk before that), so that nothing the
+/// parent had open leaks into the container's process.
+void sk_cloexec_from(int lowest);
+
+/// Closes every descriptor from 3 up except those in `keep`: for a container init that outlives
+/// its parent, which must not hold the parent's pipes and sockets open.
+void sk_close_descriptors_except(const int *keep, int count);
+
 /// gettid(2): a netns is per thread, so the thread's own /proc entry names it.
 pid_t sk_gettid(void);
 
