@@ -31,7 +31,12 @@ public struct BridgeNetwork: Sendable {
     /// Reserves an address for `name` and publishes its ports; brings the bridge and NAT up if
     /// this is the first container. Run in the parent before the container starts.
     public func join(name: String, ports: [PortMapping], kernel: Kernel) throws -> Lease {
-        try addressBook.update { leases, reclaimed in
+        for (index, port) in ports.enumerated() {
+            if let twin = ports[..<index].first(where: { $0.conflicts(with: port) }) {
+                throw SkiffError(.invalidInput, "-p \(port) and -p \(twin) both want host port \(port.hostPort)/\(port.transport.rawValue)")
+            }
+        }
+        return try addressBook.update { leases, reclaimed in
             for stale in reclaimed {
                 kernel.narrator.note("\(stale.name) (\(stale.address)) belonged to process \(stale.ownerPID), which is gone: reclaiming it")
                 try? firewall.withdraw(stale.ports, from: stale.address, kernel: kernel)
@@ -46,9 +51,19 @@ public struct BridgeNetwork: Sendable {
                         "port \(port.hostPort)/\(port.transport.rawValue) is already published by \(holder.name): pick another host port")
                 }
             }
-            if leases.isEmpty { try bringUp(kernel: kernel) }
+            if leases.isEmpty {
+                try bringUp(kernel: kernel)
+            } else {
+                try checkSubnet()
+            }
             let address = try addressBook.freeAddress(among: leases)
-            try firewall.publish(ports, to: address, kernel: kernel)
+            do {
+                try firewall.publish(ports, to: address, kernel: kernel)
+            } catch {
+                // The first container brought the bridge up: take it down again, as leave would.
+                if leases.isEmpty { tearDown(kernel: kernel) }
+                throw error
+            }
             let lease = Lease(address: address, ownerPID: getpid(), name: name, ports: ports, hostsFile: nil)
             leases.append(lease)
             return lease
@@ -92,10 +107,7 @@ public struct BridgeNetwork: Sendable {
         try addressBook.update { leases, reclaimed in
             leases.removeAll { $0.address == lease.address && $0.ownerPID == lease.ownerPID }
             for gone in reclaimed + [lease] { try? firewall.withdraw(gone.ports, from: gone.address, kernel: kernel) }
-            if leases.isEmpty {
-                try? firewall.remove(kernel: kernel)
-                try? kernel.run(.netlink(RouteMessage.deleteLink(bridge)), why: "the last container left: remove the bridge")
-            }
+            if leases.isEmpty { tearDown(kernel: kernel) }
             try PeerHosts.write(leases)
         }
     }
@@ -108,6 +120,25 @@ public struct BridgeNetwork: Sendable {
                 leases[index].hostsFile = hostsFile
             }
             try PeerHosts.write(leases)
+        }
+    }
+
+    /// Removes the NAT table and the bridge: no container holds a lease any more.
+    private func tearDown(kernel: Kernel) {
+        try? firewall.remove(kernel: kernel)
+        try? kernel.run(.netlink(RouteMessage.deleteLink(bridge)), why: "the last container left: remove the bridge")
+    }
+
+    /// A bridge that exists must have this subnet's gateway address: joining it with another
+    /// subnet would give the container a gateway that is not there.
+    private func checkSubnet() throws {
+        guard let index = try? linkIndex(bridge) else { return }
+        let addresses = (try? Link.addresses().filter { $0.index == index }) ?? []
+        guard addresses.isEmpty || addresses.contains(where: { $0.address == subnet.gateway && $0.prefix == subnet.prefix }) else {
+            throw SkiffError(
+                .invalidInput,
+                "the bridge \(bridge) exists with \(addresses.map(\.description).joined(separator: ", ")), not \(subnet.gateway)/\(subnet.prefix): use its subnet, or another --bridge"
+            )
         }
     }
 

@@ -657,11 +657,26 @@ extension RealTests {
                 (["--subnet", "10.213.0.0/33"], "invalid subnet \"10.213.0.0/33\""),
                 (["--subnet", "10.213.0.1/24"], "host bits are set"),
                 (["--bridge", "a-name-far-too-long"], "invalid bridge name"),
+                (["-p", "18190:80", "-p", "18190:81"], "both want host port 18190/tcp"),
             ] as [([String], String)])
         func badInput(arguments: [String], message: String) throws {
             let outcome = try lesson("lesson10-veth-bridge", ["--name", "bad"] + Self.network + arguments + ["--", "true"])
             #expect(outcome.status == 125)
             #expect(outcome.stderr.contains(message), "\(outcome.stderr)")
+            try Self.expectNetworkGone()
+        }
+
+        @Test("joining an existing bridge with another subnet is refused")
+        func subnetMismatch() throws {
+            let keeper = try Self.container("keeper", ["--", "/probe", "serve", "7003", "1"])
+            try keeper.waitForOutput("listening 7003")
+            let outcome = try lesson(
+                "lesson10-veth-bridge", ["--name", "stray", "--bridge", "sktest0", "--subnet", "10.213.1.0/24", "--", "true"])
+            #expect(outcome.status == 125)
+            #expect(outcome.stderr.contains("the bridge sktest0 exists with 10.213.0.1/24, not 10.213.1.1/24"))
+            _ = try lesson(
+                "lesson10-veth-bridge", ["--name", "closer"] + Self.network + ["--", "/probe", "connect", "keeper:7003", "bye"])
+            _ = keeper.finish()
             try Self.expectNetworkGone()
         }
 
