@@ -32,17 +32,19 @@ public struct ExecFIFO: Sendable {
     }
 
     /// `start`: opens the FIFO for reading, which releases the waiting init, and reads its byte.
-    /// Non-blocking first, so a container that is not waiting (dead) is an error, not a hang.
+    /// Non-blocking open, so a container that is not waiting (dead) is an error, not a hang;
+    /// then poll(2) for the byte, bounded.
     public static func start(at path: String) throws(SyscallError) {
         let reader = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         try check(reader, "open", path)
         defer { close(reader) }
-        // The writer opens after our open; wait for its byte, bounded (the init is waiting already).
         var byte: UInt8 = 0
-        for _ in 0..<500 {
-            let count = read(reader, &byte, 1)
-            if count == 1 { return }
-            usleep(10_000)
+        var descriptor = pollfd(fd: reader, events: Int16(POLLIN), revents: 0)
+        for _ in 0..<50 {
+            if read(reader, &byte, 1) == 1 { return }
+            // Until the init's open(O_WRONLY) completes there is no writer and read sees end of
+            // file; poll wakes us when its byte arrives.
+            _ = poll(&descriptor, 1, 100)
         }
         throw SyscallError("read", path: path, errno: ETIMEDOUT)
     }
