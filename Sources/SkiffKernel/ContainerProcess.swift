@@ -159,6 +159,11 @@ public struct ChildSide {
         let code = UInt8(skiffError.exitStatus)
         var bytes = [code] + Array(skiffError.message.utf8)
         if let cause = skiffError.cause { bytes += Array(": \(cause)".utf8) }
+        if Self.readySent {
+            var line = Array("skiff: ".utf8) + bytes.dropFirst() + [10]
+            line.withUnsafeMutableBytes { _ = write(STDERR_FILENO, $0.baseAddress, $0.count) }
+            signal(SIGPIPE, SIG_IGN)
+        }
         bytes.withUnsafeMutableBytes { _ = write(reportWriter, $0.baseAddress, $0.count) }
         _exit(Int32(code))
     }
@@ -171,7 +176,13 @@ public struct ChildSide {
     public func reportReady() {
         var byte = Self.readyMarker
         _ = write(reportWriter, &byte, 1)
+        Self.readySent = true
     }
+
+    /// Set once `reportReady` has run: the parent may be gone by now (a runtime's `create`
+    /// returned), so a later failure is also told on standard error, where the caller of the
+    /// container (docker logs) sees it.
+    nonisolated(unsafe) static var readySent = false
 
     /// Closes this process's copy of the report pipe. A process that forks the command (a tiny
     /// init) calls it after fork, so the parent sees end-of-file when the command's execve succeeds.

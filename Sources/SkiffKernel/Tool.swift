@@ -17,8 +17,10 @@ public enum Tool {
     }
 
     /// posix_spawn(3)s `path` with `arguments`, writes `input` to its standard input and waits.
+    /// `argv0` is the name the program sees as its own (execv(3)'s argv[0]); by default the path.
     public static func run(
-        _ path: String, _ arguments: [String], input: String = "", environment: [String] = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]
+        _ path: String, _ arguments: [String], input: String = "", environment: [String] = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
+        argv0: String? = nil
     ) throws(SyscallError) -> Result {
         var stdinPipe: [Int32] = [-1, -1]
         var stdoutPipe: [Int32] = [-1, -1]
@@ -33,7 +35,7 @@ public enum Tool {
         posix_spawn_file_actions_adddup2(&actions, stdoutPipe[1], 1)
         posix_spawn_file_actions_adddup2(&actions, stderrPipe[1], 2)
         var pid: pid_t = 0
-        let spawned = withCStrings([path] + arguments) { argv in
+        let spawned = withCStrings([argv0 ?? path] + arguments) { argv in
             withCStrings(environment) { envp in
                 posix_spawn(&pid, path, &actions, nil, argv, envp)
             }

@@ -86,7 +86,21 @@ public struct Firewall: Sendable {
             for rule in iptablesBaseRules(.delete) {
                 try? iptables(rule, why: "the last container left: remove the bridge's NAT rules", kernel: kernel)
             }
+            removeEmptyNATTable(kernel: kernel)
         }
+    }
+
+    /// iptables-nft creates an nftables table `ip nat` with empty base chains the first time a nat
+    /// rule is written, and never removes it. Once it holds no rule and no chain of anyone's, it
+    /// does nothing: remove it, so that nothing of ours is left behind.
+    private func removeEmptyNATTable(kernel: Kernel) {
+        guard let iptables = Tool.find("iptables"), let nft = Tool.find("nft"),
+            let version = try? Tool.run(iptables, ["--version"]), version.output.contains("nf_tables"),
+            let rules = try? Tool.run(iptables, ["-w", "-t", "nat", "-S"]), rules.status == 0,
+            rules.output.split(separator: "\n").allSatisfy({ $0.hasPrefix("-P ") })
+        else { return }
+        kernel.narrator.call("nft delete table ip nat", why: "iptables-nft's nat table is empty again")
+        _ = try? Tool.run(nft, ["delete", "table", "ip", "nat"])
     }
 
     public func publish(_ ports: [PortMapping], to address: IPv4Address, kernel: Kernel) throws(SkiffError) {

@@ -48,6 +48,10 @@ struct ContainerInit {
         if let adjustment = process.oomScoreAdj {
             try kernel.run(.writeFile("/proc/self/oom_score_adj", contents: "\(adjustment)"), why: "the OOM killer's preference")
         }
+        // Without no_new_privs, loading a filter takes CAP_SYS_ADMIN, which the capability
+        // steps below give up: load it now (the profile must then allow those steps, as Docker's
+        // does). With no_new_privs it goes last, as late as possible.
+        if !process.noNewPrivileges, let filter { try Seccomp.load(filter, kernel: kernel) }
         // Bounding set first (needs CAP_SETPCAP), then the user with its capabilities kept
         // across the uid change, then the exact sets the spec lists.
         try Capabilities.limitBoundingSet(to: process.bounding, kernel: kernel)
@@ -64,7 +68,7 @@ struct ContainerInit {
         side.reportReady()
         try fifo.waitForStart()
         // Seccomp last: nothing above needs to pass the filter.
-        if let filter { try Seccomp.load(filter, kernel: kernel) }
+        if process.noNewPrivileges, let filter { try Seccomp.load(filter, kernel: kernel) }
         try kernel.exec(process.args, environment: process.env, why: "the container's process")
     }
 

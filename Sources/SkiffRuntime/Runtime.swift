@@ -207,8 +207,10 @@ public struct Runtime {
     /// Runs hooks in order with the state on standard input (runtime-spec config.md#posix-platform-hooks).
     func runHooks(_ hooks: [Spec.Hook], state: ContainerState) throws {
         for hook in hooks {
-            let arguments = Array((hook.args ?? [hook.path]).dropFirst())
-            let result = try Tool.run(hook.path, arguments, input: state.ociJSON, environment: hook.env ?? [])
+            // args is the whole argv, argv[0] included: Docker's hooks dispatch on it.
+            let argv = hook.args ?? [hook.path]
+            let result = try Tool.run(
+                hook.path, Array(argv.dropFirst()), input: state.ociJSON, environment: hook.env ?? [], argv0: argv.first)
             guard result.status == 0 else {
                 throw SkiffError(.setupFailed, "hook \(hook.path) failed with exit status \(result.status): \(result.errorOutput)")
             }

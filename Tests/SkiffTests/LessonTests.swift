@@ -623,6 +623,8 @@ extension RealTests {
             #expect(web.finish().status == 0)
             let rules = try Tool.run(iptables, ["-t", "nat", "-S"]).output
             #expect(!rules.contains("SKIFF-sktest0") && !rules.contains("10.213.0.0/24"), "no rule is left: \(rules)")
+            let tables = try Tool.run(try #require(Tool.find("nft")), ["list", "tables"]).output
+            #expect(!tables.contains("table ip nat"), "iptables-nft's empty nat table is gone too: \(tables)")
             try Self.expectNetworkGone()
         }
 
@@ -922,6 +924,72 @@ extension RealTests {
             #expect(outcome.stderr.contains("config.json: process.cwd \"relative\" must be absolute"))
             #expect(try String(contentsOfFile: bundle.path + "/log.json", encoding: .utf8).contains("\"level\":\"error\""))
             #expect(try bundle.runtime(["list", "-q"]).stdout.isEmpty)
+        }
+    }
+}
+
+extension RealTests {
+    /// Docker drives skiff-runtime as it drives runc: a dockerd of the test's own (temporary data
+    /// root, exec root and socket; no bridge, no iptables) with `--runtime skiff`.
+    @Suite("skiff-runtime under Docker", .enabled(if: Tool.find("dockerd") != nil, "dockerd is not installed (apt-get install docker.io)"))
+    struct RuntimeDockerTests {
+        @Test("docker run --runtime skiff runs the sample image, returns its output and exit status, and docker stop stops it")
+        func dockerRun() throws {
+            let root = NSTemporaryDirectory() + "skiff-docker-\(UUID().uuidString.prefix(8))"
+            try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+            let runtime = try Host.executable("skiff-runtime")
+            let config = #"{"runtimes": {"skiff": {"path": "\#(runtime)"}}, "iptables": false, "bridge": "none", "storage-driver": "vfs"}"#
+            try config.write(toFile: root + "/daemon.json", atomically: false, encoding: .utf8)
+            let socket = "unix://\(root)/docker.sock"
+            let daemon = try Started(
+                try #require(Tool.find("dockerd")),
+                [
+                    "--data-root", root + "/data", "--exec-root", root + "/exec", "--pidfile", root + "/docker.pid", "-H", socket,
+                    "--config-file", root + "/daemon.json",
+                ])
+            defer {
+                daemon.process.terminate()
+                _ = daemon.finish(seconds: 30)
+                try? FileManager.default.removeItem(atPath: root)
+                for hierarchy in (try? Files.names(in: "/sys/fs/cgroup")) ?? [] { rmdir("/sys/fs/cgroup/\(hierarchy)/docker") }
+            }
+            let docker = try #require(Tool.find("docker"))
+            func run(_ arguments: [String], input: String = "") throws -> Tool.Result {
+                try Tool.run(
+                    docker, ["-H", socket] + arguments, input: input, environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=\(root)"])
+            }
+            var ready = false
+            for _ in 0..<300 where !ready {
+                ready = (try? run(["version"]))?.status == 0
+                if !ready { usleep(100_000) }
+            }
+            try #require(ready, "dockerd started")
+            // The busybox sample as an image, as `docker import` makes one from a rootfs tar.
+            let tarball = root + "/rootfs.tar"
+            let tar = try Tool.run(try #require(Tool.find("tar")), ["-C", Host.sampleRootfs, "-cf", tarball, "."])
+            try #require(tar.status == 0)
+            #expect(try run(["import", tarball, "skiff-sample:test"]).status == 0)
+
+            let once = try run([
+                "run", "--rm", "--runtime", "skiff", "--network", "none", "--hostname", "from-docker", "skiff-sample:test",
+                "sh", "-c", "hostname; /probe status | grep -E 'CapEff|Seccomp'; exit 3",
+            ])
+            #expect(once.status == 3, "\(once.errorOutput)")
+            #expect(
+                once.output == "from-docker\nCapEff: 00000000a80425fb\nSeccomp: 2\n",
+                "Docker's capabilities and seccomp profile, applied by skiff-runtime")
+
+            let detached = try run([
+                "run", "-d", "--runtime", "skiff", "--network", "none", "--name", "d1", "skiff-sample:test",
+                "sh", "-c", "trap 'echo got TERM; exit 0' TERM; echo started; while true; do sleep 0.1; done",
+            ])
+            #expect(detached.status == 0, "\(detached.errorOutput)")
+            #expect(try run(["ps", "--format", "{{.Names}}"]).output == "d1\n")
+            #expect(try run(["stop", "-t", "10", "d1"]).status == 0)
+            #expect(try run(["logs", "d1"]).output == "started\ngot TERM\n")
+            #expect(try run(["inspect", "d1", "--format", "{{.State.ExitCode}}"]).output == "0\n")
+            #expect(try run(["rm", "d1"]).status == 0)
+            #expect(try run(["rmi", "skiff-sample:test"]).status == 0)
         }
     }
 }
