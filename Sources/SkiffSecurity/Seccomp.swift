@@ -12,17 +12,48 @@ public struct SeccompProfile: Codable, Equatable, Sendable {
         public var op: String
     }
 
+    /// Docker's conditions on a rule (its profile format, not the OCI one): `includes` must all
+    /// hold, `excludes` must not.
+    public struct Condition: Codable, Equatable, Sendable {
+        public var caps: [String]?
+        public var arches: [String]?
+        public var minKernel: String?
+    }
+
     public struct Rule: Codable, Equatable, Sendable {
         public var names: [String]
         public var action: String
         public var args: [Argument]?
         public var errnoRet: UInt32?
+        public var includes: Condition?
+        public var excludes: Condition?
+
+        public init(names: [String], action: String, args: [Argument]? = nil, errnoRet: UInt32? = nil) {
+            self.names = names
+            self.action = action
+            self.args = args
+            self.errnoRet = errnoRet
+        }
+    }
+
+    /// Docker's `archMap`: an architecture and the sub-architectures that come with it.
+    public struct ArchitectureGroup: Codable, Equatable, Sendable {
+        public var architecture: String
+        public var subArchitectures: [String]?
     }
 
     public var defaultAction: String
     public var defaultErrnoRet: UInt32?
     public var architectures: [String]?
+    public var archMap: [ArchitectureGroup]?
     public var syscalls: [Rule]?
+
+    public init(defaultAction: String, defaultErrnoRet: UInt32? = nil, architectures: [String]? = nil, syscalls: [Rule]? = nil) {
+        self.defaultAction = defaultAction
+        self.defaultErrnoRet = defaultErrnoRet
+        self.architectures = architectures
+        self.syscalls = syscalls
+    }
 
     /// Reads a profile file; a malformed one is an error that names the field.
     public static func load(_ path: String) throws(SkiffError) -> SeccompProfile {
@@ -150,6 +181,50 @@ public struct SeccompProfile: Codable, Equatable, Sendable {
     /// Compiles the profile to classic BPF with libseccomp, in the parent: the child only has to
     /// load the bytes, the last thing before execve (crun does the same). Syscalls libseccomp does
     /// not know are skipped, as Docker skips them.
+    /// Whether `condition` holds for a container with `capabilities` on this machine: every
+    /// capability it names is kept, this architecture is among its arches, the kernel is at
+    /// least minKernel. (Docker's semantics for includes and excludes.)
+    static func holds(_ condition: Condition, capabilities: CapabilitySet) -> Bool {
+        if let caps = condition.caps,
+            !caps.allSatisfy({ name in (try? CapabilitySet(names: [name])).map { capabilities.bits & $0.bits == $0.bits } ?? false })
+        {
+            return false
+        }
+        if let arches = condition.arches, !arches.contains(where: { architecture($0) == seccomp_arch_native() }) { return false }
+        if let minKernel = condition.minKernel, kernelVersion().lexicographicallyPrecedes(versionNumbers(minKernel)) { return false }
+        return true
+    }
+
+    static func versionNumbers(_ text: String) -> [Int] {
+        text.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
+    }
+
+    static func kernelVersion() -> [Int] {
+        var names = utsname()
+        uname(&names)
+        let release = withUnsafeBytes(of: names.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        return versionNumbers(release)
+    }
+
+    /// The rules that apply to a container with `capabilities`: Docker's includes and excludes
+    /// decided now, as Docker decides them before handing the profile to runc.
+    public func resolved(for capabilities: CapabilitySet) -> SeccompProfile {
+        var profile = self
+        profile.syscalls = syscalls?.filter { rule in
+            rule.includes.map { Self.holds($0, capabilities: capabilities) } ?? true
+                && !(rule.excludes.map { condition in
+                    // An empty excludes excludes nothing.
+                    (condition.caps ?? []).isEmpty && (condition.arches ?? []).isEmpty && condition.minKernel == nil
+                        ? false : Self.holds(condition, capabilities: capabilities)
+                } ?? false)
+        }
+        for group in archMap ?? [] where Self.architecture(group.architecture) == seccomp_arch_native() {
+            profile.architectures = (profile.architectures ?? []) + [group.architecture] + (group.subArchitectures ?? [])
+        }
+        profile.archMap = nil
+        return profile
+    }
+
     public func compile() throws(SkiffError) -> [UInt8] {
         guard let defaultAction = Self.action(defaultAction, errno: defaultErrnoRet), let context = seccomp_init(defaultAction) else {
             throw SkiffError(.setupFailed, "libseccomp: cannot start a filter")

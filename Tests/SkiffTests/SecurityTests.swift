@@ -75,6 +75,32 @@ struct Lesson11SecurityPureTests {
         #expect(try SeccompProfile.load(good).compile().count > 0, "unknown syscall names are skipped, as Docker does")
     }
 
+    @Test("Docker's conditional rules are decided for the container's capabilities, arch and kernel")
+    func conditionalRules() throws {
+        let text = #"""
+            {"defaultAction": "SCMP_ACT_ERRNO",
+             "archMap": [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"]}],
+             "syscalls": [
+               {"names": ["read"], "action": "SCMP_ACT_ALLOW"},
+               {"names": ["mount"], "action": "SCMP_ACT_ALLOW", "includes": {"caps": ["CAP_SYS_ADMIN"]}},
+               {"names": ["ptrace"], "action": "SCMP_ACT_ALLOW", "includes": {"minKernel": "4.8"}},
+               {"names": ["vm86"], "action": "SCMP_ACT_ALLOW", "includes": {"arches": ["s390x"]}},
+               {"names": ["keyctl"], "action": "SCMP_ACT_ALLOW", "excludes": {"caps": ["CAP_SYS_ADMIN"]}},
+               {"names": ["getpid"], "action": "SCMP_ACT_ALLOW", "excludes": {}}
+             ]}
+            """#
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("skiff-conditional-\(UUID().uuidString).json").path
+        try text.write(toFile: file, atomically: false, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let profile = try SeccompProfile.load(file)
+        let plain = profile.resolved(for: .containerDefault).syscalls?.flatMap(\.names)
+        #expect(plain == ["read", "ptrace", "keyctl", "getpid"])
+        let admin = profile.resolved(for: try CapabilitySet.adjusted(adding: ["SYS_ADMIN"], dropping: [])).syscalls?.flatMap(\.names)
+        #expect(admin == ["read", "mount", "ptrace", "getpid"])
+        #expect(profile.resolved(for: .containerDefault).architectures == ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"])
+        #expect(try profile.resolved(for: .containerDefault).compile().count > 0)
+    }
+
     @Test("--user resolves names, numbers, groups and supplementary groups from the container's files")
     func users() throws {
         let passwd = "root:x:0:0:root:/root:/bin/sh\nweb:x:1000:1000:web:/home/web:/bin/sh\nnobody:x:65534:65534::/nonexistent:/bin/false\n"

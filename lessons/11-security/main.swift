@@ -48,7 +48,9 @@ struct Lesson11Security: Lesson {
         // The new layer's input, all checked before anything exists. The seccomp filter is
         // compiled here, in the parent; the child only loads the bytes.
         let capabilities = try CapabilitySet.adjusted(adding: capAdd, dropping: capDrop)
-        let filter = try seccomp == "unconfined" ? nil : (seccomp.map(SeccompProfile.load) ?? .containerDefault).compile()
+        let filter =
+            try seccomp == "unconfined"
+            ? nil : (seccomp.map(SeccompProfile.load) ?? .containerDefault).resolved(for: capabilities).compile()
         let userSpec = try user.map(UserSpec.init(parsing:))
         let resourceLimits = try ulimit.map(ResourceLimitSpec.init(parsing:))
         let noNewPrivileges = !allowNewPrivileges
