@@ -993,3 +993,49 @@ extension RealTests {
         }
     }
 }
+
+extension RealTests {
+    /// containerd drives skiff-runtime through its runc shim (`ctr run --runc-binary`).
+    @Suite(
+        "skiff-runtime under containerd",
+        .enabled(if: Tool.find("containerd") != nil && Tool.find("ctr") != nil, "containerd is not installed"))
+    struct RuntimeContainerdTests {
+        @Test("ctr run --runc-binary skiff-runtime runs a rootfs and returns the output and exit status")
+        func ctrRun() throws {
+            let root = NSTemporaryDirectory() + "skiff-containerd-\(UUID().uuidString.prefix(8))"
+            try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+            // A wrapper that records each call, to show that containerd ran skiff-runtime.
+            let wrapper = root + "/runtime.sh"
+            try "#!/bin/sh\necho \"$*\" >> \(root)/calls\nexec \(try Host.executable("skiff-runtime")) \"$@\"\n"
+                .write(toFile: wrapper, atomically: false, encoding: .utf8)
+            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: wrapper)
+            try "version = 2\nroot = \"\(root)/root\"\nstate = \"\(root)/state\"\n[grpc]\n  address = \"\(root)/containerd.sock\"\n"
+                .write(toFile: root + "/config.toml", atomically: false, encoding: .utf8)
+            let daemon = try Started(try #require(Tool.find("containerd")), ["--config", root + "/config.toml"])
+            defer {
+                daemon.process.terminate()
+                _ = daemon.finish(seconds: 30)
+                try? FileManager.default.removeItem(atPath: root)
+                // ctr's cgroupsPath is /default/ID: the parent is ctr's to leave, and ours to tidy.
+                for hierarchy in (try? Files.names(in: "/sys/fs/cgroup")) ?? [] { rmdir("/sys/fs/cgroup/\(hierarchy)/default") }
+            }
+            let ctr = try #require(Tool.find("ctr"))
+            var ready = false
+            for _ in 0..<300 where !ready {
+                ready = (try? Tool.run(ctr, ["-a", root + "/containerd.sock", "version"]))?.status == 0
+                if !ready { usleep(100_000) }
+            }
+            try #require(ready, "containerd started")
+            let outcome = try Tool.run(
+                ctr,
+                [
+                    "-a", root + "/containerd.sock", "run", "--rm", "--runc-binary", wrapper, "--rootfs", Host.sampleRootfs, "c1",
+                    "sh", "-c", "echo via containerd; /probe ppid; exit 4",
+                ])
+            #expect(outcome.status == 4, "\(outcome.errorOutput)")
+            #expect(outcome.output == "via containerd\n1\n", "the shell is PID 1 of its own PID namespace")
+            let calls = try String(contentsOfFile: root + "/calls", encoding: .utf8)
+            #expect(calls.contains(" create ") && calls.contains(" start ") && calls.contains(" delete "), "\(calls)")
+        }
+    }
+}
