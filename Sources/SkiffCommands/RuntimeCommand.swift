@@ -12,7 +12,7 @@ public struct RuntimeCommand: ParsableCommand {
         commandName: "skiff-runtime",
         abstract: "An OCI runtime: runs containers from OCI bundles, with runc's commands.",
         subcommands: [
-            SpecCommand.self, CreateCommand.self, StartCommand.self, RunCommand.self, StateCommand.self, KillCommand.self,
+            SpecCommand.self, CreateCommand.self, StartCommand.self, RunCommand.self, ExecCommand.self, StateCommand.self, KillCommand.self,
             DeleteCommand.self, ListCommand.self, PsCommand.self, FeaturesCommand.self,
         ])
 
@@ -135,6 +135,60 @@ struct RunCommand: ParsableCommand {
         try global.perform {
             let (status, state) = try global.runtime.run(id: id, bundle: bundle, detach: detach)
             if let pidFile { try writePID(state.pid, to: pidFile) }
+            code = status?.code ?? 0
+        }
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+struct ExecCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "exec", abstract: "Run another process in a running container.")
+    @OptionGroup var global: RuntimeOptions
+    @Option(name: [.short, .long], help: "The process as OCI JSON (what containerd and Docker pass).") var process: String?
+    @Flag(name: [.short, .long], help: "Return once the process runs.") var detach = false
+    @Option(help: "Write the process's pid here.") var pidFile: String?
+    @Flag(name: [.short, .long], help: "A terminal (not supported yet: refused).") var tty = false
+    @Option(help: "A socket for the pty master (not supported yet: refused).") var consoleSocket: String?
+    @Option(name: [.short, .long], help: "An environment variable NAME=VALUE; repeat.") var env: [String] = []
+    @Option(name: .long, help: "The working directory.") var cwd: String?
+    @Option(name: [.short, .long], help: "UID[:GID] to run as.") var user: String?
+    @Argument(help: "The container id.") var id: String
+    @Argument(parsing: .captureForPassthrough, help: "The command, unless --process gives it.") var command: [String] = []
+
+    func run() throws {
+        var code: Int32 = 0
+        try global.perform {
+            guard !tty, consoleSocket == nil else { throw SkiffError(.invalidInput, "exec: terminal mode is not supported yet (drop -t)") }
+            let runtime = global.runtime
+            var spec: Spec.Process
+            if let process {
+                guard let data = FileManager.default.contents(atPath: process) else {
+                    throw SkiffError(.invalidInput, "exec: cannot read \(process)")
+                }
+                do {
+                    spec = try JSONDecoder().decode(Spec.Process.self, from: data)
+                } catch {
+                    throw SkiffError(.invalidInput, "exec: \(process) is not an OCI process JSON: \(error)")
+                }
+            } else {
+                // The container's own process settings, with the command given here.
+                let state = try runtime.store.load(id)
+                guard var base = try runtime.plan(id: id, bundle: state.bundle).0.process else {
+                    throw SkiffError(.invalidInput, "exec: the container has no process")
+                }
+                base.args = command
+                base.terminal = false
+                spec = base
+            }
+            spec.env = (spec.env ?? []) + env
+            if let cwd { spec.cwd = cwd }
+            if let user {
+                let parts = user.split(separator: ":").map { UInt32($0) }
+                guard let uid = parts.first ?? nil else { throw SkiffError(.invalidInput, "exec: --user \(user): use UID[:GID]") }
+                spec.user = Spec.Process.User(uid: uid, gid: parts.count > 1 ? (parts[1] ?? 0) : 0)
+            }
+            let (status, pid) = try runtime.exec(id: id, process: spec, detach: detach)
+            if let pidFile { try writePID(pid, to: pidFile) }
             code = status?.code ?? 0
         }
         if code != 0 { throw ExitCode(code) }

@@ -119,6 +119,16 @@ public struct ContainerProcess {
             ?? SkiffError(.setupFailed, "the container's init ended before it was ready (\(ExitStatus(waitStatus: status)))")
     }
 
+    /// Waits until the child has exec'd (end of file on the report pipe) and returns; throws what
+    /// it reported instead, after reaping it. For a process that runs on without us (`exec -d`).
+    public func waitUntilExec() throws(SkiffError) {
+        let report = readAll(reportReader)
+        guard let failure = ChildSide.decode(report) else { return }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        throw failure
+    }
+
     /// Lets go of a started child without waiting: the parent is about to exit and the child
     /// lives on. (`start` closed the go pipe already.)
     public func release() {

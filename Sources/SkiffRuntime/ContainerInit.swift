@@ -42,34 +42,11 @@ struct ContainerInit {
             try ProtectedPaths.makeReadOnly(plan.readonlyPaths, kernel: kernel)
             if plan.readonlyRootfs { try ProtectedPaths.makeRootReadOnly(kernel: kernel) }
         }
-        let process = plan.process
-        // Limits while CAP_SYS_RESOURCE may still raise them.
-        for limit in process.rlimits { try limit.apply(kernel: kernel) }
-        if let adjustment = process.oomScoreAdj {
-            try kernel.run(.writeFile("/proc/self/oom_score_adj", contents: "\(adjustment)"), why: "the OOM killer's preference")
-        }
-        // Without no_new_privs, loading a filter takes CAP_SYS_ADMIN, which the capability
-        // steps below give up: load it now (the profile must then allow those steps, as Docker's
-        // does). With no_new_privs it goes last, as late as possible.
-        if !process.noNewPrivileges, let filter { try Seccomp.load(filter, kernel: kernel) }
-        // Bounding set first (needs CAP_SETPCAP), then the user with its capabilities kept
-        // across the uid change, then the exact sets the spec lists.
-        try Capabilities.limitBoundingSet(to: process.bounding, kernel: kernel)
-        try kernel.run(.setKeepCapabilities(true), why: "keep the permitted set across the switch to the spec's user")
-        try kernel.switchUser(uid: process.uid, gid: process.gid, groups: process.additionalGids, why: "the spec's user")
-        try kernel.run(.setKeepCapabilities(false), why: "and no more")
-        try Capabilities.set(
-            effective: process.effective, permitted: process.permitted, inheritable: process.inheritable, ambient: process.ambient,
-            kernel: kernel)
-        if let umask = process.umask { try kernel.run(.setUmask(umask), why: "the spec's umask") }
-        try kernel.run(.chdir(process.cwd), why: "the spec's working directory, as the spec's user")
-        if process.noNewPrivileges { try kernel.run(.setNoNewPrivileges, why: "execve can never raise privileges again") }
         // Created: tell the parent, then wait at the FIFO until `start` opens its other end.
-        side.reportReady()
-        try fifo.waitForStart()
-        // Seccomp last: nothing above needs to pass the filter.
-        if process.noNewPrivileges, let filter { try Seccomp.load(filter, kernel: kernel) }
-        try kernel.exec(process.args, environment: process.env, why: "the container's process")
+        try ProcessSetup(process: plan.process, filter: filter).run(kernel: kernel) {
+            side.reportReady()
+            try fifo.waitForStart()
+        }
     }
 
     /// Propagation, the rootfs as a mount point, the spec's mounts in order, /dev's nodes.
@@ -136,5 +113,41 @@ struct ContainerInit {
                 try kernel.run(.mkdir(current, mode: 0o755), why: "mount point, never through a symlink")
             }
         }
+    }
+}
+
+/// The last steps before execve, for a container's first process and for one that `exec` adds:
+/// limits, the seccomp filter, capabilities, the user, the working directory, no_new_privs.
+struct ProcessSetup {
+    let process: ContainerPlan.Process
+    let filter: [UInt8]?
+
+    /// Runs the steps, then `beforeExec` (the init waits for `start` there), then execve.
+    func run(kernel: Kernel, beforeExec: () throws -> Void = {}) throws -> Never {
+        // Limits while CAP_SYS_RESOURCE may still raise them.
+        for limit in process.rlimits { try limit.apply(kernel: kernel) }
+        if let adjustment = process.oomScoreAdj {
+            try kernel.run(.writeFile("/proc/self/oom_score_adj", contents: "\(adjustment)"), why: "the OOM killer's preference")
+        }
+        // Without no_new_privs, loading a filter takes CAP_SYS_ADMIN, which the capability
+        // steps below give up: load it now (the profile must then allow those steps, as Docker's
+        // does). With no_new_privs it goes last, as late as possible.
+        if !process.noNewPrivileges, let filter { try Seccomp.load(filter, kernel: kernel) }
+        // Bounding set first (needs CAP_SETPCAP), then the user with its capabilities kept
+        // across the uid change, then the exact sets the spec lists.
+        try Capabilities.limitBoundingSet(to: process.bounding, kernel: kernel)
+        try kernel.run(.setKeepCapabilities(true), why: "keep the permitted set across the switch to the spec's user")
+        try kernel.switchUser(uid: process.uid, gid: process.gid, groups: process.additionalGids, why: "the spec's user")
+        try kernel.run(.setKeepCapabilities(false), why: "and no more")
+        try Capabilities.set(
+            effective: process.effective, permitted: process.permitted, inheritable: process.inheritable, ambient: process.ambient,
+            kernel: kernel)
+        if let umask = process.umask { try kernel.run(.setUmask(umask), why: "the spec's umask") }
+        try kernel.run(.chdir(process.cwd), why: "the spec's working directory, as the spec's user")
+        if process.noNewPrivileges { try kernel.run(.setNoNewPrivileges, why: "execve can never raise privileges again") }
+        try beforeExec()
+        // Seccomp last: nothing above needs to pass the filter.
+        if process.noNewPrivileges, let filter { try Seccomp.load(filter, kernel: kernel) }
+        try kernel.exec(process.args, environment: process.env, why: "the container's process")
     }
 }

@@ -120,6 +120,21 @@ public struct ContainerPlan: Equatable, Sendable {
         }
         rootPropagation = try Self.propagation(linux.rootfsPropagation ?? "rslave", field: "linux.rootfsPropagation")
 
+        self.process = try Self.process(process, args: args)
+
+        limits = try Self.limits(linux.resources)
+        cgroupPath = linux.cgroupsPath
+        sysctl = linux.sysctl ?? [:]
+        seccomp = linux.seccomp
+        if let seccomp { try seccomp.validate(source: "config.json linux.seccomp") }
+        maskedPaths = linux.maskedPaths ?? []
+        readonlyPaths = linux.readonlyPaths ?? []
+        hooks = spec.hooks
+        annotations = spec.annotations ?? [:]
+    }
+
+    /// The process part of a spec (`process`, or the process.json `exec` is given).
+    static func process(_ process: Spec.Process, args: [String]) throws(SkiffError) -> Process {
         let capabilities = process.capabilities
         func set(_ names: [String]?, _ field: String) throws(SkiffError) -> CapabilitySet {
             do {
@@ -141,23 +156,13 @@ public struct ContainerPlan: Equatable, Sendable {
                 throw SkiffError(.invalidInput, "config.json: process.rlimits[\(index)]: \(error.message)")
             }
         }
-        self.process = Process(
+        return Process(
             args: args, env: process.env ?? [], cwd: process.cwd, uid: process.user.uid, gid: process.user.gid,
             additionalGids: process.user.additionalGids ?? [], umask: process.user.umask, terminal: process.terminal ?? false,
             bounding: try set(capabilities?.bounding, "bounding"), effective: try set(capabilities?.effective, "effective"),
             permitted: try set(capabilities?.permitted, "permitted"), inheritable: try set(capabilities?.inheritable, "inheritable"),
             ambient: try set(capabilities?.ambient, "ambient"), rlimits: rlimits, noNewPrivileges: process.noNewPrivileges ?? false,
             oomScoreAdj: process.oomScoreAdj)
-
-        limits = try Self.limits(linux.resources)
-        cgroupPath = linux.cgroupsPath
-        sysctl = linux.sysctl ?? [:]
-        seccomp = linux.seccomp
-        if let seccomp { try seccomp.validate(source: "config.json linux.seccomp") }
-        maskedPaths = linux.maskedPaths ?? []
-        readonlyPaths = linux.readonlyPaths ?? []
-        hooks = spec.hooks
-        annotations = spec.annotations ?? [:]
     }
 
     static let namespaceTypes: [String: NamespaceSet] = [

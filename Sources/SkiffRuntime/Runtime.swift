@@ -198,6 +198,55 @@ public struct Runtime {
         return (status, launched.state)
     }
 
+    /// `exec`: another process in a running container: its namespaces joined (setns(2)), its
+    /// cgroup entered, and the container's security applied to `process` (its own user, caps,
+    /// rlimits and no_new_privs; the container's seccomp profile). With `detach`, returns once
+    /// the process runs; otherwise waits and returns its status.
+    public func exec(id: String, process specProcess: Spec.Process, detach: Bool) throws -> (status: ExitStatus?, pid: Int32) {
+        let state = try store.load(id)
+        guard state.status == .running else {
+            throw SkiffError(.invalidInput, "container \(id) is \(state.status.rawValue): exec needs a running container")
+        }
+        let (_, plan) = try plan(id: id, bundle: state.bundle)
+        guard let args = specProcess.args, !args.isEmpty else {
+            throw SkiffError(.invalidInput, "exec: no command: give one, or args in --process")
+        }
+        let process = try ContainerPlan.process(specProcess, args: args)
+        let filter = try plan.seccomp.map { profile throws(SkiffError) in try profile.compile() }
+        let namespaces = plan.newNamespaces.union(NamespaceSet(plan.joinedNamespaces.map(\.type)))
+        let path = { (name: String) in "/proc/\(state.pid)/ns/\(name)" }
+        // A PID namespace applies to the children of whoever joins it: join it here, before the
+        // clone, so that the new process is born inside.
+        if namespaces.contains(.pid) {
+            try kernel.run(.setns(path: path("pid"), type: .pid), why: "the container's PID namespace, for the process about to be made")
+        }
+        let child = try ContainerProcess.clone([], kernel: kernel, dieWithParent: !detach, why: "the process to add to the container") {
+            side in
+            // The user namespace first: it owns the others, and joining it gives the rights to
+            // join them. The mount namespace last: after it, /proc is the container's.
+            for (type, name) in [
+                (NamespaceSet.user, "user"), (.ipc, "ipc"), (.uts, "uts"), (.network, "net"), (.cgroup, "cgroup"), (.mount, "mnt"),
+            ]
+            where namespaces.contains(type) {
+                try kernel.run(.setns(path: path(name), type: type), why: "join the container's \(name) namespace")
+            }
+            if namespaces.contains(.mount) { try kernel.run(.chdir("/"), why: "the container's root") }
+            try ProcessSetup(process: process, filter: filter).run(kernel: kernel)
+        }
+        try child.start {
+            for directory in state.cgroupPath?.split(separator: ":").map(String.init) ?? [] {
+                try kernel.run(
+                    .writeFile(directory + "/cgroup.procs", contents: "\(child.pid)"), why: "into the container's cgroup, under its limits")
+            }
+        }
+        if detach {
+            try child.waitUntilExec()
+            child.release()
+            return (nil, child.pid)
+        }
+        return (try child.wait(), child.pid)
+    }
+
     /// The pids in the container's cgroup (the first hierarchy's cgroup.procs).
     public func processes(of state: ContainerState) -> [Int32] {
         guard let path = state.cgroupPath?.split(separator: ":").first else { return [state.pid] }

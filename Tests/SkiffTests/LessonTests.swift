@@ -845,6 +845,28 @@ extension RealTests {
             if let memory { #expect(!FileManager.default.fileExists(atPath: memory), "the cgroup is removed") }
         }
 
+        @Test("exec joins a running container: its namespaces, its cgroup, its security; -d leaves it running")
+        func exec() throws {
+            let bundle = try Bundle(["/probe", "sleep", "30"]) { $0.linux?.cgroupsPath = "/skiff/runtime-test-exec" }
+            defer { bundle.cleanUp() }
+            #expect(try bundle.runtime(["create", "--bundle", bundle.path, "e1"]).status == 0)
+            #expect(try bundle.runtime(["start", "e1"]).status == 0)
+            let joined = try bundle.runtime([
+                "exec", "e1", "sh", "-c", "echo $$; hostname; /probe status | grep -E 'Seccomp|CapEff'; exit 5",
+            ])
+            #expect(joined.status == 5, "\(joined.stderr)")
+            #expect(
+                joined.lines == ["2", "skiff", "CapEff: 00000000a80425fb", "Seccomp: 2"],
+                "PID 2 beside the init, the spec's hostname and security")
+            let detached = try bundle.runtime(["exec", "--detach", "--pid-file", bundle.path + "/exec.pid", "e1", "/probe", "sleep", "30"])
+            #expect(detached.status == 0, "\(detached.stderr)")
+            let pid = try String(contentsOfFile: bundle.path + "/exec.pid", encoding: .utf8)
+            #expect(try bundle.runtime(["ps", "e1"]).lines.contains(pid), "the exec'd process is in the container's cgroup")
+            #expect(try bundle.runtime(["delete", "--force", "e1"]).status == 0)
+            let stopped = try bundle.runtime(["exec", "e1", "true"])
+            #expect(stopped.status == 1 && stopped.stderr.contains("container e1 does not exist"))
+        }
+
         @Test("the container sees the spec: env, cwd, user, capabilities, no_new_privs, seccomp, rlimits, masked and read-only paths")
         func conformance() throws {
             let script = """
@@ -985,6 +1007,10 @@ extension RealTests {
             ])
             #expect(detached.status == 0, "\(detached.errorOutput)")
             #expect(try run(["ps", "--format", "{{.Names}}"]).output == "d1\n")
+            let exec = try run(["exec", "d1", "/probe", "ppid"])
+            #expect(
+                exec.status == 0 && exec.output == "0\n",
+                "docker exec: the parent is outside the container's PID namespace: \(exec.errorOutput)")
             #expect(try run(["stop", "-t", "10", "d1"]).status == 0)
             #expect(try run(["logs", "d1"]).output == "started\ngot TERM\n")
             #expect(try run(["inspect", "d1", "--format", "{{.State.ExitCode}}"]).output == "0\n")
