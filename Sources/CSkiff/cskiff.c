@@ -11,7 +11,11 @@
 #include <linux/filter.h>
 #include <linux/mount.h>
 #include <linux/seccomp.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <termios.h>
 #include <stdint.h>
 #include <sys/prctl.h>
 #include <sys/xattr.h>
@@ -106,6 +110,64 @@ void sk_cloexec_from(int lowest) {
 }
 
 void sk_close_descriptors_except(const int *keep, int count) { for_each_descriptor(3, close_unless_kept, keep, count); }
+
+int sk_open_pty(char *slave_path, size_t length) {
+    int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0) return -1;
+    if (grantpt(master) != 0 || unlockpt(master) != 0 || ptsname_r(master, slave_path, length) != 0) {
+        int saved = errno;
+        close(master);
+        errno = saved;
+        return -1;
+    }
+    return master;
+}
+
+int sk_send_descriptor(int socket, int fd) {
+    char byte = 0;
+    struct iovec data = {.iov_base = &byte, .iov_len = 1};
+    union {
+        char buffer[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    memset(&control, 0, sizeof(control));
+    struct msghdr message = {.msg_iov = &data, .msg_iovlen = 1, .msg_control = control.buffer, .msg_controllen = sizeof(control.buffer)};
+    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+    header->cmsg_level = SOL_SOCKET;
+    header->cmsg_type = SCM_RIGHTS;
+    header->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(header), &fd, sizeof(int));
+    return sendmsg(socket, &message, 0) == 1 ? 0 : -1;
+}
+
+int sk_connect_unix(const char *path) {
+    struct sockaddr_un address;
+    memset(&address, 0, sizeof(address));
+    address.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(address.sun_path)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    strcpy(address.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    if (connect(fd, (struct sockaddr *)&address, sizeof(address)) != 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+int sk_become_terminal(int slave) {
+    if (setsid() < 0) return -1;
+    if (ioctl(slave, TIOCSCTTY, 0) != 0) return -1;
+    for (int fd = 0; fd < 3; fd++)
+        if (dup2(slave, fd) < 0) return -1;
+    if (slave > 2) close(slave);
+    return 0;
+}
 
 pid_t sk_gettid(void) { return (pid_t)syscall(SYS_gettid); }
 

@@ -102,10 +102,7 @@ struct CreateCommand: ParsableCommand {
 
     func run() throws {
         try global.perform {
-            guard consoleSocket == nil else {
-                throw SkiffError(.invalidInput, "--console-socket: terminal mode is not supported yet (set process.terminal to false)")
-            }
-            let launched = try global.runtime.create(id: id, bundle: bundle)
+            let launched = try global.runtime.create(id: id, bundle: bundle, consoleSocket: consoleSocket)
             launched.process.release()
             if let pidFile { try writePID(launched.state.pid, to: pidFile) }
         }
@@ -128,12 +125,13 @@ struct RunCommand: ParsableCommand {
     @Option(name: [.short, .long], help: "The bundle directory.") var bundle = "."
     @Flag(name: [.short, .long], help: "Return once it runs; delete it later.") var detach = false
     @Option(help: "Write the container's pid here.") var pidFile: String?
+    @Option(help: "A socket for the pty master (terminal mode).") var consoleSocket: String?
     @Argument(help: "The container id.") var id: String
 
     func run() throws {
         var code: Int32 = 0
         try global.perform {
-            let (status, state) = try global.runtime.run(id: id, bundle: bundle, detach: detach)
+            let (status, state) = try global.runtime.run(id: id, bundle: bundle, detach: detach, consoleSocket: consoleSocket)
             if let pidFile { try writePID(state.pid, to: pidFile) }
             code = status?.code ?? 0
         }

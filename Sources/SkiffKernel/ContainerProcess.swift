@@ -34,8 +34,9 @@ public struct ContainerProcess {
     /// `body` ends in execve; whatever it throws goes to the parent and ends the child.
     /// With `dieWithParent` (the default) the child gets SIGKILL if the parent dies before it;
     /// a runtime's `create`, which exits while the container waits for `start`, turns it off.
+    /// `keeping` lists descriptors of the parent's that such an init still needs.
     public static func clone(
-        _ namespaces: NamespaceSet, kernel: Kernel, dieWithParent: Bool = true, why: @autoclosure () -> String,
+        _ namespaces: NamespaceSet, kernel: Kernel, dieWithParent: Bool = true, keeping: [Int32] = [], why: @autoclosure () -> String,
         child body: (ChildSide) throws -> Never
     ) throws(SyscallError) -> ContainerProcess {
         let go = try makePipe()
@@ -60,7 +61,7 @@ public struct ContainerProcess {
             } else {
                 // This init outlives its parent: holding the parent's pipes and sockets would make
                 // whoever waits on them (the caller of `create`) wait for the container instead.
-                let keep = [go.reader, report.writer, kernel.narrator.inputDescriptor]
+                let keep = [go.reader, report.writer, kernel.narrator.inputDescriptor] + keeping
                 sk_close_descriptors_except(keep, Int32(keep.count))
             }
             let side = ChildSide(reportWriter: report.writer)

@@ -13,6 +13,8 @@ struct ContainerInit {
     let filter: [UInt8]?
     /// The exec FIFO's path on the host; opened before pivot_root, when it can still be named.
     let execFIFO: String
+    /// The caller's console socket, connected by the parent, when the process has a terminal.
+    let consoleSocket: Int32?
 
     func run(side: ChildSide) throws -> Never {
         // Join namespaces by path before anything else: every later step must happen inside them.
@@ -42,6 +44,9 @@ struct ContainerInit {
             try ProtectedPaths.makeReadOnly(plan.readonlyPaths, kernel: kernel)
             if plan.readonlyRootfs { try ProtectedPaths.makeRootReadOnly(kernel: kernel) }
         }
+        // The terminal in the container's own devpts, before the user switch can take the right
+        // to open it away.
+        if let consoleSocket { try Terminal.setUp(sendingMasterOver: consoleSocket, kernel: kernel) }
         // Created: tell the parent, then wait at the FIFO until `start` opens its other end.
         try ProcessSetup(process: plan.process, filter: filter).run(kernel: kernel) {
             side.reportReady()

@@ -53,8 +53,15 @@ public struct Runtime {
     }
 
     /// `create`: the container up to the point where only execve is left, then returns.
-    public func create(id: String, bundle: String) throws -> Launched {
+    public func create(id: String, bundle: String, consoleSocket: String? = nil) throws -> Launched {
         let (spec, plan) = try plan(id: id, bundle: bundle)
+        guard plan.process.terminal == (consoleSocket != nil) else {
+            throw SkiffError(
+                .invalidInput,
+                plan.process.terminal
+                    ? "config.json: process.terminal is true: give --console-socket, where the pty master is sent"
+                    : "--console-socket is given, but config.json's process.terminal is false")
+        }
         do {
             // 0711: a container init in a user namespace must pass through to reach its FIFO.
             try Files.makeDirectories(store.root, mode: 0o711)
@@ -67,14 +74,14 @@ public struct Runtime {
                 cause: SyscallError("mkdir", path: store.directory(id)))
         }
         do {
-            return try launch(spec: spec, plan: plan)
+            return try launch(spec: spec, plan: plan, consoleSocket: consoleSocket)
         } catch {
             store.remove(id)
             throw error
         }
     }
 
-    private func launch(spec: Spec, plan: ContainerPlan) throws -> Launched {
+    private func launch(spec: Spec, plan: ContainerPlan, consoleSocket: String?) throws -> Launched {
         try ExecFIFO.create(at: store.execFIFO(plan.id), kernel: kernel)
         let filter = try plan.seccomp?.compile()
         let cgroupPath = plan.cgroupPath.flatMap { $0.hasPrefix("/") ? $0 : nil } ?? "/skiff/\(plan.id)"
@@ -85,11 +92,14 @@ public struct Runtime {
         created.cgroupPath = cgroup.paths.joined(separator: ":")
         created.rootfs = plan.rootfs
         try store.save(created)
-        let initSteps = ContainerInit(plan: plan, kernel: kernel, filter: filter, execFIFO: store.execFIFO(plan.id))
+        let console = try consoleSocket.map { path throws(SyscallError) in try Terminal.connect(to: path) }
+        defer { if let console { close(console) } }
+        let initSteps = ContainerInit(plan: plan, kernel: kernel, filter: filter, execFIFO: store.execFIFO(plan.id), consoleSocket: console)
         let process: ContainerProcess
         do {
-            process = try ContainerProcess.clone(plan.newNamespaces, kernel: kernel, dieWithParent: false, why: "the container's init") {
-                side in
+            process = try ContainerProcess.clone(
+                plan.newNamespaces, kernel: kernel, dieWithParent: false, keeping: console.map { [$0] } ?? [], why: "the container's init"
+            ) { side in
                 try initSteps.run(side: side)
             }
         } catch {
@@ -180,8 +190,8 @@ public struct Runtime {
     }
 
     /// `run`: create, start, wait for the process, delete; the exit status is the process's.
-    public func run(id: String, bundle: String, detach: Bool) throws -> (ExitStatus?, ContainerState) {
-        let launched = try create(id: id, bundle: bundle)
+    public func run(id: String, bundle: String, detach: Bool, consoleSocket: String? = nil) throws -> (ExitStatus?, ContainerState) {
+        let launched = try create(id: id, bundle: bundle, consoleSocket: consoleSocket)
         do {
             try start(id: id)
         } catch {

@@ -86,6 +86,21 @@ void sk_cloexec_from(int lowest);
 /// its parent, which must not hold the parent's pipes and sockets open.
 void sk_close_descriptors_except(const int *keep, int count);
 
+/// A new pseudo-terminal from the /dev/ptmx of the current root (the container's, after
+/// pivot_root): returns the master descriptor and writes the slave's path into `slave_path`.
+int sk_open_pty(char *slave_path, size_t length);
+
+/// Sends descriptor `fd` over the connected unix socket `socket` (SCM_RIGHTS), as runc does to
+/// hand the pty master to whoever asked with --console-socket.
+int sk_send_descriptor(int socket, int fd);
+
+/// Connects a unix stream socket to `path`; returns it.
+int sk_connect_unix(const char *path);
+
+/// Makes `slave` the controlling terminal of a new session and the process's stdin, stdout
+/// and stderr: setsid(2), ioctl(TIOCSCTTY), dup2.
+int sk_become_terminal(int slave);
+
 /// gettid(2): a netns is per thread, so the thread's own /proc entry names it.
 pid_t sk_gettid(void);
 
