@@ -85,6 +85,43 @@ public enum Cgroups {
         }
     }
 
+    /// Freezes or thaws every process of the cgroup at `paths` (`docker pause`): v1's
+    /// freezer.state, or v2's cgroup.freeze; waits, bounded, until the kernel says it is done.
+    public static func setFrozen(_ frozen: Bool, paths: [String], kernel: Kernel) throws(SkiffError) {
+        for path in paths {
+            let (file, value, done): (String, String, () -> Bool)
+            if Files.exists(path + "/freezer.state") {
+                (file, value) = (path + "/freezer.state", frozen ? "FROZEN" : "THAWED")
+                done = { ((try? Files.readText(path + "/freezer.state")) ?? "").trimmed == value }
+            } else if Files.exists(path + "/cgroup.freeze") {
+                (file, value) = (path + "/cgroup.freeze", frozen ? "1" : "0")
+                done = { readKeyedNumbers(path + "/cgroup.events")["frozen"] == (frozen ? 1 : 0) }
+            } else {
+                continue
+            }
+            do {
+                try kernel.run(
+                    .writeFile(file, contents: value),
+                    why: frozen ? "stop every process of the container where it is" : "let them run again")
+            } catch {
+                throw SkiffError(.setupFailed, "cannot \(frozen ? "freeze" : "thaw") \(path)", cause: error)
+            }
+            for _ in 0..<500 where !done() { usleep(10_000) }
+            guard done() else { throw SkiffError(.setupFailed, "\(path) did not \(frozen ? "freeze" : "thaw") within 5 s") }
+            return
+        }
+        throw SkiffError(.setupFailed, "the container's cgroups have no freezer (\(paths.joined(separator: ", ")))")
+    }
+
+    /// Whether the cgroup at `paths` is frozen.
+    public static func isFrozen(paths: [String]) -> Bool {
+        for path in paths {
+            if let state = try? Files.readText(path + "/freezer.state") { return state.trimmed == "FROZEN" }
+            if Files.exists(path + "/cgroup.freeze") { return readKeyedNumbers(path + "/cgroup.events")["frozen"] == 1 }
+        }
+        return false
+    }
+
     /// Just enough of a cgroup to use the shared removal code on recorded paths.
     private struct Remover: Cgroup {
         let kernel: Kernel

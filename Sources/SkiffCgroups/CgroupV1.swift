@@ -17,6 +17,8 @@ struct CgroupV1: Cgroup {
         // guard against fork bombs. cpuset and blkio only when asked: a cpuset cgroup must be
         // filled in before it can take a process.
         var wanted = ["memory", "cpu", "cpuacct", "pids"]
+        // The freezer, where the host has it, for pause and resume.
+        if layout.v1Controllers["freezer"] != nil { wanted.append("freezer") }
         if limits.cpuset != nil { wanted.append("cpuset") }
         if limits.blkioWeight != nil { wanted.append("blkio") }
         if limits.deviceRules != nil { wanted.append("devices") }

@@ -13,6 +13,7 @@ public struct RuntimeCommand: ParsableCommand {
         abstract: "An OCI runtime: runs containers from OCI bundles, with runc's commands.",
         subcommands: [
             SpecCommand.self, CreateCommand.self, StartCommand.self, RunCommand.self, ExecCommand.self, StateCommand.self, KillCommand.self,
+            PauseCommand.self, ResumeCommand.self,
             DeleteCommand.self, ListCommand.self, PsCommand.self, FeaturesCommand.self,
         ])
 
@@ -214,6 +215,26 @@ struct KillCommand: ParsableCommand {
         try global.perform {
             try global.runtime.kill(id: id, signal: try signalNumber(signal), all: all)
         }
+    }
+}
+
+struct PauseCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "pause", abstract: "Freeze every process of a container.")
+    @OptionGroup var global: RuntimeOptions
+    @Argument(help: "The container id.") var id: String
+
+    func run() throws {
+        try global.perform { try global.runtime.setPaused(id: id, true) }
+    }
+}
+
+struct ResumeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "resume", abstract: "Thaw a paused container.")
+    @OptionGroup var global: RuntimeOptions
+    @Argument(help: "The container id.") var id: String
+
+    func run() throws {
+        try global.perform { try global.runtime.setPaused(id: id, false) }
     }
 }
 

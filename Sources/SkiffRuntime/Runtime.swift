@@ -155,7 +155,7 @@ public struct Runtime {
     /// `kill`: a signal to the init, or with `all` to every process in its cgroup.
     public func kill(id: String, signal: Int32, all: Bool) throws {
         let state = try store.load(id)
-        guard state.status == .created || state.status == .running else {
+        guard state.status == .created || state.status == .running || state.status == .paused else {
             throw SkiffError(.invalidInput, "container \(id) is not running")
         }
         let targets = all ? processes(of: state) : [state.pid]
@@ -168,6 +168,18 @@ public struct Runtime {
         }
     }
 
+    /// `pause` and `resume`: freeze or thaw every process of the container (cgroup freezer).
+    public func setPaused(id: String, _ paused: Bool) throws {
+        let state = try store.load(id)
+        guard state.status == (paused ? .running : .paused) else {
+            throw SkiffError(
+                .invalidInput,
+                "container \(id) is \(state.status.rawValue): only a \(paused ? "running" : "paused") container can be \(paused ? "paused" : "resumed")"
+            )
+        }
+        try Cgroups.setFrozen(paused, paths: state.cgroupPath?.split(separator: ":").map(String.init) ?? [], kernel: kernel)
+    }
+
     /// `delete`: removes a stopped container's cgroup and state; with `force`, kills it first.
     public func delete(id: String, force: Bool) throws {
         let state = try store.load(id)
@@ -176,6 +188,8 @@ public struct Runtime {
                 throw SkiffError(.invalidInput, "container \(id) is \(state.status.rawValue): stop it first, or delete --force")
             }
             for pid in processes(of: state) + [state.pid] { Glibc.kill(pid, SIGKILL) }
+            // A frozen process dies of SIGKILL only once thawed.
+            if state.status == .paused { try? setPaused(id: id, false) }
             for _ in 0..<500 where store.currentStatus(of: state) != .stopped { usleep(10_000) }
         }
         if let paths = state.cgroupPath?.split(separator: ":").map(String.init) {

@@ -1,10 +1,11 @@
 import Foundation
+import SkiffCgroups
 import SkiffKernel
 
 /// What a container is, as the runtime records it: the OCI state (runtime-spec runtime.md) and
 /// what `delete` needs to clean up.
 public struct ContainerState: Codable, Equatable, Sendable {
-    public enum Status: String, Codable, Sendable { case creating, created, running, stopped }
+    public enum Status: String, Codable, Sendable { case creating, created, running, paused, stopped }
 
     public var ociVersion = "1.2.0"
     public var id: String
@@ -80,7 +81,9 @@ public struct StateStore: Sendable {
     func currentStatus(of state: ContainerState) -> ContainerState.Status {
         guard state.pid > 0 else { return state.status }
         guard ProcFS().isRunning(state.pid), Self.startTime(of: state.pid) == state.processStartTime else { return .stopped }
-        return Files.exists(execFIFO(state.id)) ? .created : .running
+        if Files.exists(execFIFO(state.id)) { return .created }
+        let paths = state.cgroupPath?.split(separator: ":").map(String.init) ?? []
+        return Cgroups.isFrozen(paths: paths) ? .paused : .running
     }
 
     /// Field 22 of /proc/PID/stat, after the command name in parentheses.

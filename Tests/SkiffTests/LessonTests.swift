@@ -835,6 +835,11 @@ extension RealTests {
             #expect(try bundle.runtime(["start", "c1"]).status == 0)
             #expect(try bundle.runtime(["state", "c1"]).stdout.contains("\"status\" : \"running\""))
             #expect(try bundle.runtime(["ps", "c1"]).lines == ["PID", "\(pid)"])
+            #expect(try bundle.runtime(["pause", "c1"]).status == 0)
+            #expect(try bundle.runtime(["state", "c1"]).stdout.contains("\"status\" : \"paused\""))
+            let frozen = try Files.readText("/proc/\(pid)/status").split(separator: "\n").first { $0.hasPrefix("State:") } ?? ""
+            #expect(!frozen.contains("R (running)"), "the frozen process does not run: \(frozen)")
+            #expect(try bundle.runtime(["resume", "c1"]).status == 0)
             let busy = try bundle.runtime(["delete", "c1"])
             #expect(busy.status == 1 && busy.stderr.contains("container c1 is running: stop it first"))
             #expect(try bundle.runtime(["kill", "c1", "KILL"]).status == 0)
@@ -1007,6 +1012,9 @@ extension RealTests {
             ])
             #expect(detached.status == 0, "\(detached.errorOutput)")
             #expect(try run(["ps", "--format", "{{.Names}}"]).output == "d1\n")
+            #expect(try run(["pause", "d1"]).status == 0)
+            #expect(try run(["ps", "--format", "{{.Status}}"]).output.contains("(Paused)"))
+            #expect(try run(["unpause", "d1"]).status == 0)
             let exec = try run(["exec", "d1", "/probe", "ppid"])
             #expect(
                 exec.status == 0 && exec.output == "0\n",
