@@ -16,6 +16,8 @@ public protocol Cgroup {
     func add(_ pid: pid_t) throws(SkiffError)
     func stats() -> CgroupStats
     func destroy() throws(SkiffError)
+    /// Writes the limits again into an existing cgroup (`update`): only those that are set.
+    func writeLimits() throws(SkiffError)
 }
 
 /// Counters of a cgroup; nil where the host's kernel does not provide one.
@@ -131,6 +133,7 @@ public enum Cgroups {
         func add(_ pid: pid_t) throws(SkiffError) {}
         func stats() -> CgroupStats { CgroupStats() }
         func destroy() throws(SkiffError) {}
+        func writeLimits() throws(SkiffError) {}
     }
 
     static func isValidName(_ name: String) -> Bool {

@@ -73,7 +73,7 @@ struct CgroupV1: Cgroup {
         }
     }
 
-    private func writeLimits() throws(SkiffError) {
+    func writeLimits() throws(SkiffError) {
         if let bytes = limits.memoryBytes {
             let memory = directory("memory")
             try write("\(bytes)", to: memory + "/memory.limit_in_bytes", why: "cap memory at \(humanBytes(bytes))", kernel: kernel)

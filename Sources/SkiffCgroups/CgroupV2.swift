@@ -61,7 +61,7 @@ struct CgroupV2: Cgroup {
         }
     }
 
-    private func writeLimits() throws(SkiffError) {
+    func writeLimits() throws(SkiffError) {
         if limits.deviceRules != nil {
             // v2 has no devices files: access is decided by an eBPF program attached to the
             // cgroup (BPF_CGROUP_DEVICE), which Skiff does not load yet.

@@ -13,7 +13,7 @@ public struct RuntimeCommand: ParsableCommand {
         abstract: "An OCI runtime: runs containers from OCI bundles, with runc's commands.",
         subcommands: [
             SpecCommand.self, CreateCommand.self, StartCommand.self, RunCommand.self, ExecCommand.self, StateCommand.self, KillCommand.self,
-            PauseCommand.self, ResumeCommand.self,
+            PauseCommand.self, ResumeCommand.self, UpdateCommand.self,
             DeleteCommand.self, ListCommand.self, PsCommand.self, FeaturesCommand.self,
         ])
 
@@ -235,6 +235,41 @@ struct ResumeCommand: ParsableCommand {
 
     func run() throws {
         try global.perform { try global.runtime.setPaused(id: id, false) }
+    }
+}
+
+struct UpdateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "update", abstract: "Change a container's resource limits.")
+    @OptionGroup var global: RuntimeOptions
+    @Option(name: [.short, .long], help: "linux.resources as JSON, in a file or - for standard input.") var resources: String?
+    @Option(help: "Memory limit in bytes.") var memory: Int64?
+    @Option(help: "CPU CFS quota in microseconds.") var cpuQuota: Int64?
+    @Option(help: "CPU CFS period in microseconds.") var cpuPeriod: UInt64?
+    @Option(help: "CPU shares.") var cpuShare: UInt64?
+    @Option(help: "CPUs to run on, e.g. 0-1.") var cpusetCpus: String?
+    @Option(help: "The most processes.") var pidsLimit: Int64?
+    @Argument(help: "The container id.") var id: String
+
+    func run() throws {
+        try global.perform {
+            var update = Spec.Linux.Resources()
+            if let resources {
+                let data =
+                    resources == "-" ? FileHandle.standardInput.readDataToEndOfFile() : FileManager.default.contents(atPath: resources)
+                guard let data, let decoded = try? JSONDecoder().decode(Spec.Linux.Resources.self, from: data) else {
+                    throw SkiffError(.invalidInput, "update: --resources \(resources) is not linux.resources JSON")
+                }
+                update = decoded
+            }
+            if let memory { update.memory = .init(limit: memory) }
+            if cpuQuota != nil || cpuPeriod != nil || cpuShare != nil || cpusetCpus != nil {
+                update.cpu = .init(
+                    shares: cpuShare ?? update.cpu?.shares, quota: cpuQuota ?? update.cpu?.quota,
+                    period: cpuPeriod ?? update.cpu?.period, cpus: cpusetCpus ?? update.cpu?.cpus)
+            }
+            if let pidsLimit { update.pids = .init(limit: pidsLimit) }
+            try global.runtime.update(id: id, resources: update)
+        }
     }
 }
 

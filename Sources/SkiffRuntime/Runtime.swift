@@ -168,6 +168,18 @@ public struct Runtime {
         }
     }
 
+    /// `update`: new resource limits for a container that exists (runtime-spec linux.resources).
+    public func update(id: String, resources: Spec.Linux.Resources) throws {
+        let state = try store.load(id)
+        guard state.status != .stopped else { throw SkiffError(.invalidInput, "container \(id) is stopped") }
+        let (_, plan) = try plan(id: id, bundle: state.bundle)
+        let path = plan.cgroupPath.flatMap { $0.hasPrefix("/") ? $0 : nil } ?? "/skiff/\(plan.id)"
+        var limits = try ContainerPlan.limits(resources)
+        // Device rules are not changed by update, as runc leaves them.
+        limits.deviceRules = nil
+        try Cgroups.open(path: path, limits: limits, layout: .host(), kernel: kernel).writeLimits()
+    }
+
     /// `pause` and `resume`: freeze or thaw every process of the container (cgroup freezer).
     public func setPaused(id: String, _ paused: Bool) throws {
         let state = try store.load(id)

@@ -840,6 +840,12 @@ extension RealTests {
             let frozen = try Files.readText("/proc/\(pid)/status").split(separator: "\n").first { $0.hasPrefix("State:") } ?? ""
             #expect(!frozen.contains("R (running)"), "the frozen process does not run: \(frozen)")
             #expect(try bundle.runtime(["resume", "c1"]).status == 0)
+            #expect(try bundle.runtime(["update", "--memory", "67108864", "--pids-limit", "7", "c1"]).status == 0)
+            if let memory {
+                #expect(try Files.readText(memory + "/memory.limit_in_bytes") == "67108864\n")
+                let pids = memory.replacingOccurrences(of: "/memory/", with: "/pids/")
+                #expect(try Files.readText(pids + "/pids.max") == "7\n")
+            }
             let busy = try bundle.runtime(["delete", "c1"])
             #expect(busy.status == 1 && busy.stderr.contains("container c1 is running: stop it first"))
             #expect(try bundle.runtime(["kill", "c1", "KILL"]).status == 0)
