@@ -78,6 +78,14 @@ public struct AddressBook: Sendable {
     }
 
     func write(_ leases: [Lease]) throws {
+        // No lease left: no file (a missing file reads as no leases). The lock file stays, since
+        // another process may be waiting on it.
+        if leases.isEmpty {
+            guard unlink(file) == 0 || errno == ENOENT else {
+                throw SkiffError(.setupFailed, "cannot save the leases", cause: SyscallError("unlink", path: file))
+            }
+            return
+        }
         let text = leases.sorted { $0.address < $1.address }.map { lease in
             let ports = lease.ports.isEmpty ? "-" : lease.ports.map(\.description).joined(separator: ",")
             return "\(lease.address) \(lease.ownerPID) \(lease.name) \(ports) \(lease.hostsFile ?? "-")"
