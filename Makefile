@@ -14,7 +14,7 @@ SAMPLE := rootfs-samples/build/busybox
 SWIFT_BUILD_FLAGS := -Xswiftc -warnings-as-errors
 LATEST_LESSON := lesson11-security
 
-.PHONY: deps build samples test check demo lint
+.PHONY: deps build samples test check demo runtime lint
 
 deps:
 	@missing=$$(for package in $(DEBIAN_PACKAGES); do \
@@ -57,6 +57,11 @@ demo: build samples
 		echo "/etc/app.conf: $$(cat /etc/app.conf)"; echo "/docs: $$(ls /docs)"; /probe caps | grep CapEff; \
 		/probe try-syscall mount; /probe memhog 64'; \
 		echo "exit status $$? (137: killed by the kernel's OOM killer at the memory limit)"
+
+# skiff-runtime as it should be installed (Docker: --add-runtime skiff=$$PWD/.build-static/release/skiff-runtime):
+# release, with the Swift runtime and Foundation linked statically.
+runtime:
+	swift build -c release --static-swift-stdlib --scratch-path .build-static --product skiff-runtime
 
 lint:
 	swift format lint --strict --recursive --parallel Package.swift Sources lessons Tests

@@ -44,7 +44,10 @@ let package = Package(
         // The one place that composes the layers: an OCI bundle -> ContainerPlan -> a container.
         .target(
             name: "SkiffRuntime",
-            dependencies: ["SkiffKernel", "SkiffNamespaces", "SkiffRootfs", "SkiffCgroups", "SkiffNetwork", "SkiffSecurity"]
+            dependencies: [
+                "SkiffKernel", "SkiffNamespaces", "SkiffRootfs", "SkiffCgroups", "SkiffNetwork", "SkiffSecurity",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
         ),
         .target(
             name: "SkiffLayers",

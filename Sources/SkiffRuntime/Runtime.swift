@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import SkiffCgroups
 import SkiffKernel
@@ -83,7 +84,7 @@ public struct Runtime {
 
     private func launch(spec: Spec, plan: ContainerPlan, consoleSocket: String?) throws -> Launched {
         try ExecFIFO.create(at: store.execFIFO(plan.id), kernel: kernel)
-        let filter = try plan.seccomp?.compile()
+        let filter = try plan.seccomp.map { profile throws(SkiffError) in try compiledFilter(profile) }
         let cgroupPath = plan.cgroupPath.flatMap { $0.hasPrefix("/") ? $0 : nil } ?? "/skiff/\(plan.id)"
         let cgroup = try Cgroups.open(path: cgroupPath, limits: plan.limits, layout: .host(), kernel: kernel)
         try cgroup.create()
@@ -130,6 +131,28 @@ public struct Runtime {
         state.processStartTime = StateStore.startTime(of: process.pid)
         try store.save(state)
         return Launched(process: process, state: state)
+    }
+
+    /// The profile compiled to BPF, from a cache in the state directory keyed by the sha256 of
+    /// the profile: compiling Docker's default profile takes libseccomp milliseconds that every
+    /// container start would otherwise pay again.
+    func compiledFilter(_ profile: SeccompProfile) throws(SkiffError) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        guard let key = try? encoder.encode(profile) else { return try profile.compile() }
+        let digest = SHA256.hash(data: key).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+        let directory = store.root + "/.seccomp"
+        let file = "\(directory)/\(digest).bpf"
+        if let cached = FileManager.default.contents(atPath: file), !cached.isEmpty, cached.count % 8 == 0 { return Array(cached) }
+        let program = try profile.compile()
+        // Written aside and renamed: a concurrent start never reads half a filter.
+        if (try? Files.makeDirectories(directory, mode: 0o700)) != nil {
+            let temporary = file + ".\(getpid())"
+            if FileManager.default.createFile(atPath: temporary, contents: Data(program), attributes: [.posixPermissions: 0o600]) {
+                if rename(temporary, file) != 0 { unlink(temporary) }
+            }
+        }
+        return program
     }
 
     /// `start`: releases a created container's init to execve the process.
