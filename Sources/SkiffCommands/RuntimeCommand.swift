@@ -146,8 +146,8 @@ struct ExecCommand: ParsableCommand {
     @Option(name: [.short, .long], help: "The process as OCI JSON (what containerd and Docker pass).") var process: String?
     @Flag(name: [.short, .long], help: "Return once the process runs.") var detach = false
     @Option(help: "Write the process's pid here.") var pidFile: String?
-    @Flag(name: [.short, .long], help: "A terminal (not supported yet: refused).") var tty = false
-    @Option(help: "A socket for the pty master (not supported yet: refused).") var consoleSocket: String?
+    @Flag(name: [.short, .long], help: "A terminal; its master goes to --console-socket.") var tty = false
+    @Option(help: "A socket for the pty master (terminal mode).") var consoleSocket: String?
     @Option(name: [.short, .long], help: "An environment variable NAME=VALUE; repeat.") var env: [String] = []
     @Option(name: .long, help: "The working directory.") var cwd: String?
     @Option(name: [.short, .long], help: "UID[:GID] to run as.") var user: String?
@@ -157,7 +157,6 @@ struct ExecCommand: ParsableCommand {
     func run() throws {
         var code: Int32 = 0
         try global.perform {
-            guard !tty, consoleSocket == nil else { throw SkiffError(.invalidInput, "exec: terminal mode is not supported yet (drop -t)") }
             let runtime = global.runtime
             var spec: Spec.Process
             if let process {
@@ -179,6 +178,7 @@ struct ExecCommand: ParsableCommand {
                 base.terminal = false
                 spec = base
             }
+            if tty { spec.terminal = true }
             spec.env = (spec.env ?? []) + env
             if let cwd { spec.cwd = cwd }
             if let user {
@@ -186,7 +186,7 @@ struct ExecCommand: ParsableCommand {
                 guard let uid = parts.first ?? nil else { throw SkiffError(.invalidInput, "exec: --user \(user): use UID[:GID]") }
                 spec.user = Spec.Process.User(uid: uid, gid: parts.count > 1 ? (parts[1] ?? 0) : 0)
             }
-            let (status, pid) = try runtime.exec(id: id, process: spec, detach: detach)
+            let (status, pid) = try runtime.exec(id: id, process: spec, detach: detach, consoleSocket: consoleSocket)
             if let pidFile { try writePID(pid, to: pidFile) }
             code = status?.code ?? 0
         }

@@ -261,7 +261,9 @@ public struct Runtime {
     /// cgroup entered, and the container's security applied to `process` (its own user, caps,
     /// rlimits and no_new_privs; the container's seccomp profile). With `detach`, returns once
     /// the process runs; otherwise waits and returns its status.
-    public func exec(id: String, process specProcess: Spec.Process, detach: Bool) throws -> (status: ExitStatus?, pid: Int32) {
+    public func exec(id: String, process specProcess: Spec.Process, detach: Bool, consoleSocket: String? = nil) throws -> (
+        status: ExitStatus?, pid: Int32
+    ) {
         let state = try store.load(id)
         guard state.status == .running else {
             throw SkiffError(.invalidInput, "container \(id) is \(state.status.rawValue): exec needs a running container")
@@ -271,7 +273,7 @@ public struct Runtime {
             throw SkiffError(.invalidInput, "exec: no command: give one, or args in --process")
         }
         let process = try ContainerPlan.process(specProcess, args: args)
-        let filter = try plan.seccomp.map { profile throws(SkiffError) in try profile.compile() }
+        let filter = try plan.seccomp.map { profile throws(SkiffError) in try compiledFilter(profile) }
         let namespaces = plan.newNamespaces.union(NamespaceSet(plan.joinedNamespaces.map(\.type)))
         let path = { (name: String) in "/proc/\(state.pid)/ns/\(name)" }
         // A PID namespace applies to the children of whoever joins it: join it here, before the
@@ -279,8 +281,17 @@ public struct Runtime {
         if namespaces.contains(.pid) {
             try kernel.run(.setns(path: path("pid"), type: .pid), why: "the container's PID namespace, for the process about to be made")
         }
-        let child = try ContainerProcess.clone([], kernel: kernel, dieWithParent: !detach, why: "the process to add to the container") {
-            side in
+        guard (specProcess.terminal ?? false) == (consoleSocket != nil) else {
+            throw SkiffError(
+                .invalidInput,
+                consoleSocket == nil
+                    ? "exec: a terminal needs --console-socket" : "exec: --console-socket needs a process with a terminal (-t)")
+        }
+        let console = try consoleSocket.map { path throws(SyscallError) in try Terminal.connect(to: path) }
+        defer { if let console { close(console) } }
+        let child = try ContainerProcess.clone(
+            [], kernel: kernel, dieWithParent: !detach, keeping: console.map { [$0] } ?? [], why: "the process to add to the container"
+        ) { side in
             // The user namespace first: it owns the others, and joining it gives the rights to
             // join them. The mount namespace last: after it, /proc is the container's.
             for (type, name) in [
@@ -290,6 +301,8 @@ public struct Runtime {
                 try kernel.run(.setns(path: path(name), type: type), why: "join the container's \(name) namespace")
             }
             if namespaces.contains(.mount) { try kernel.run(.chdir("/"), why: "the container's root") }
+            // After the mount namespace: the pty comes from the container's own devpts.
+            if let console { try Terminal.setUp(sendingMasterOver: console, kernel: kernel) }
             try ProcessSetup(process: process, filter: filter).run(kernel: kernel)
         }
         try child.start {

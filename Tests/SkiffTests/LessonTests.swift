@@ -1021,6 +1021,10 @@ extension RealTests {
             #expect(try run(["pause", "d1"]).status == 0)
             #expect(try run(["ps", "--format", "{{.Status}}"]).output.contains("(Paused)"))
             #expect(try run(["unpause", "d1"]).status == 0)
+            let execTerminal = try run(["exec", "-t", "d1", "tty"])
+            #expect(
+                execTerminal.status == 0 && execTerminal.output.hasPrefix("/dev/pts/"),
+                "docker exec -t: \(execTerminal.output) \(execTerminal.errorOutput)")
             let exec = try run(["exec", "d1", "/probe", "ppid"])
             #expect(
                 exec.status == 0 && exec.output == "0\n",
