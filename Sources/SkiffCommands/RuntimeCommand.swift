@@ -163,11 +163,8 @@ struct ExecCommand: ParsableCommand {
                 guard let data = FileManager.default.contents(atPath: process) else {
                     throw SkiffError(.invalidInput, "exec: cannot read \(process)")
                 }
-                do {
-                    spec = try JSONDecoder().decode(Spec.Process.self, from: data)
-                } catch {
-                    throw SkiffError(.invalidInput, "exec: \(process) is not an OCI process JSON: \(error)")
-                }
+                spec = try JSONInput.decode(
+                    Spec.Process.self, from: data, label: "exec: \(process)", invalid: "exec: \(process) is not an OCI process JSON")
             } else {
                 // The container's own process settings, with the command given here.
                 let state = try runtime.store.load(id)
@@ -256,10 +253,10 @@ struct UpdateCommand: ParsableCommand {
             if let resources {
                 let data =
                     resources == "-" ? FileHandle.standardInput.readDataToEndOfFile() : FileManager.default.contents(atPath: resources)
-                guard let data, let decoded = try? JSONDecoder().decode(Spec.Linux.Resources.self, from: data) else {
-                    throw SkiffError(.invalidInput, "update: --resources \(resources) is not linux.resources JSON")
-                }
-                update = decoded
+                guard let data else { throw SkiffError(.invalidInput, "update: cannot read --resources \(resources)") }
+                update = try JSONInput.decode(
+                    Spec.Linux.Resources.self, from: data, label: "update: --resources",
+                    invalid: "update: --resources \(resources) is not linux.resources JSON")
             }
             if let memory { update.memory = .init(limit: memory) }
             if cpuQuota != nil || cpuPeriod != nil || cpuShare != nil || cpusetCpus != nil {

@@ -53,6 +53,27 @@ public enum Files {
 
     public static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 
+    /// Replaces the file at `path` with `bytes` so that a reader, or a crash, sees the old file or
+    /// the new one, never half of one: a temporary file beside it, fsync(2), rename(2).
+    public static func writeAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o600) throws(SyscallError) {
+        let temporary = "\(path).new-\(getpid())"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        try check(fd, "open", temporary)
+        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        let synced = fsync(fd)
+        close(fd)
+        guard written == bytes.count, synced == 0 else {
+            let error = written < 0 || synced != 0 ? errno : EIO
+            unlink(temporary)
+            throw SyscallError("write", path: temporary, errno: error)
+        }
+        guard rename(temporary, path) == 0 else {
+            let error = errno
+            unlink(temporary)
+            throw SyscallError("rename", path: path, errno: error)
+        }
+    }
+
     /// Whether `path` is a directory (following symlinks), or nil if there is nothing there.
     public static func isDirectory(_ path: String) -> Bool? {
         var info = stat()

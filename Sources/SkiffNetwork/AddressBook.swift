@@ -90,16 +90,8 @@ public struct AddressBook: Sendable {
             let ports = lease.ports.isEmpty ? "-" : lease.ports.map(\.description).joined(separator: ",")
             return "\(lease.address) \(lease.ownerPID) \(lease.name) \(ports) \(lease.hostsFile ?? "-")"
         }.joined(separator: "\n")
-        let temporary = file + ".new"
         do {
-            let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-            guard fd >= 0 else { throw SyscallError("open", path: temporary) }
-            let bytes = Array((text.isEmpty ? "" : text + "\n").utf8)
-            let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-            let synced = fsync(fd)
-            close(fd)
-            guard written == bytes.count, synced == 0 else { throw SyscallError("write", path: temporary) }
-            guard rename(temporary, file) == 0 else { throw SyscallError("rename", path: file) }
+            try Files.writeAtomically(file, Array((text + "\n").utf8))
         } catch {
             throw SkiffError(.setupFailed, "cannot save the leases", cause: error)
         }

@@ -25,16 +25,8 @@ public struct Runtime {
         guard let data = FileManager.default.contents(atPath: file) else {
             throw SkiffError(.invalidInput, "no config.json in the bundle \(directory): create one with `skiff-runtime spec`")
         }
-        let spec: Spec
-        do {
-            spec = try JSONDecoder().decode(Spec.self, from: data)
-        } catch let DecodingError.keyNotFound(key, context) {
-            throw SkiffError(.invalidInput, "config.json: \(fieldPath(context.codingPath + [key])) is missing")
-        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
-            throw SkiffError(.invalidInput, "config.json: \(fieldPath(context.codingPath)) has the wrong type")
-        } catch {
-            throw SkiffError(.invalidInput, "config.json in \(directory) is not valid JSON")
-        }
+        let spec = try JSONInput.decode(
+            Spec.self, from: data, label: "config.json", invalid: "config.json in \(directory) is not valid JSON")
         let plan = try ContainerPlan(spec: spec, id: id, bundle: directory)
         guard Files.isDirectory(plan.rootfs) == true else {
             throw SkiffError(.invalidInput, "config.json: root.path \(plan.rootfs) is not a directory")
@@ -145,13 +137,9 @@ public struct Runtime {
         let file = "\(directory)/\(digest).bpf"
         if let cached = FileManager.default.contents(atPath: file), !cached.isEmpty, cached.count % 8 == 0 { return Array(cached) }
         let program = try profile.compile()
-        // Written aside and renamed: a concurrent start never reads half a filter.
-        if (try? Files.makeDirectories(directory, mode: 0o700)) != nil {
-            let temporary = file + ".\(getpid())"
-            if FileManager.default.createFile(atPath: temporary, contents: Data(program), attributes: [.posixPermissions: 0o600]) {
-                if rename(temporary, file) != 0 { unlink(temporary) }
-            }
-        }
+        // Written atomically: a concurrent start never reads half a filter. A cache that cannot
+        // be written only costs the next start a compile.
+        if (try? Files.makeDirectories(directory, mode: 0o700)) != nil { try? Files.writeAtomically(file, program) }
         return program
     }
 
@@ -212,7 +200,7 @@ public struct Runtime {
                 "container \(id) is \(state.status.rawValue): only a \(paused ? "running" : "paused") container can be \(paused ? "paused" : "resumed")"
             )
         }
-        try Cgroups.setFrozen(paused, paths: state.cgroupPath?.split(separator: ":").map(String.init) ?? [], kernel: kernel)
+        try Cgroups.setFrozen(paused, paths: state.cgroupPaths, kernel: kernel)
     }
 
     /// `delete`: removes a stopped container's cgroup and state; with `force`, kills it first.
@@ -227,9 +215,7 @@ public struct Runtime {
             if state.status == .paused { try? setPaused(id: id, false) }
             for _ in 0..<500 where store.currentStatus(of: state) != .stopped { usleep(10_000) }
         }
-        if let paths = state.cgroupPath?.split(separator: ":").map(String.init) {
-            try Cgroups.remove(paths, kernel: kernel)
-        }
+        try Cgroups.remove(state.cgroupPaths, kernel: kernel)
         store.remove(id)
         if let spec = try? plan(id: id, bundle: state.bundle).0 {
             var stopped = state
@@ -306,7 +292,7 @@ public struct Runtime {
             try ProcessSetup(process: process, filter: filter).run(kernel: kernel)
         }
         try child.start {
-            for directory in state.cgroupPath?.split(separator: ":").map(String.init) ?? [] {
+            for directory in state.cgroupPaths {
                 try kernel.run(
                     .writeFile(directory + "/cgroup.procs", contents: "\(child.pid)"), why: "into the container's cgroup, under its limits")
             }
@@ -321,7 +307,7 @@ public struct Runtime {
 
     /// The pids in the container's cgroup (the first hierarchy's cgroup.procs).
     public func processes(of state: ContainerState) -> [Int32] {
-        guard let path = state.cgroupPath?.split(separator: ":").first else { return [state.pid] }
+        guard let path = state.cgroupPaths.first else { return [state.pid] }
         return ((try? Files.readText("\(path)/cgroup.procs")) ?? "").split(separator: "\n").compactMap { Int32($0) }
     }
 
@@ -337,8 +323,4 @@ public struct Runtime {
             }
         }
     }
-}
-
-func fieldPath(_ path: [any CodingKey]) -> String {
-    path.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined().trimmingCharacters(in: CharacterSet(charactersIn: "."))
 }

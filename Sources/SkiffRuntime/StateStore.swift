@@ -21,6 +21,9 @@ public struct ContainerState: Codable, Equatable, Sendable {
     public var rootfs: String?
 
     /// The public state: what `skiff-runtime state` prints.
+    /// The container's cgroup directories, one per hierarchy.
+    public var cgroupPaths: [String] { cgroupPath?.split(separator: ":").map(String.init) ?? [] }
+
     public var ociJSON: String {
         var fields: [String: Any] = ["ociVersion": ociVersion, "id": id, "status": status.rawValue, "pid": Int(pid), "bundle": bundle]
         if let annotations, !annotations.isEmpty { fields["annotations"] = annotations }
@@ -46,13 +49,7 @@ public struct StateStore: Sendable {
     public func save(_ state: ContainerState) throws(SkiffError) {
         let file = directory(state.id) + "/state.json"
         do {
-            let data = try JSONEncoder().encode(state)
-            let temporary = file + ".new"
-            _ = FileManager.default.createFile(atPath: temporary, contents: data, attributes: [.posixPermissions: 0o600])
-            let handle = try FileHandle(forUpdating: URL(fileURLWithPath: temporary))
-            try handle.synchronize()
-            try handle.close()
-            guard rename(temporary, file) == 0 else { throw SyscallError("rename", path: file) }
+            try Files.writeAtomically(file, Array(try JSONEncoder().encode(state)))
         } catch {
             throw SkiffError(.setupFailed, "cannot save the state of \(state.id)", cause: error)
         }
@@ -82,8 +79,7 @@ public struct StateStore: Sendable {
         guard state.pid > 0 else { return state.status }
         guard ProcFS().isRunning(state.pid), Self.startTime(of: state.pid) == state.processStartTime else { return .stopped }
         if Files.exists(execFIFO(state.id)) { return .created }
-        let paths = state.cgroupPath?.split(separator: ":").map(String.init) ?? []
-        return Cgroups.isFrozen(paths: paths) ? .paused : .running
+        return Cgroups.isFrozen(paths: state.cgroupPaths) ? .paused : .running
     }
 
     /// Field 22 of /proc/PID/stat, after the command name in parentheses.

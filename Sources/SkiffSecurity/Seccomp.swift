@@ -63,26 +63,10 @@ public struct SeccompProfile: Codable, Equatable, Sendable {
         } catch {
             throw SkiffError(.invalidInput, "cannot read the seccomp profile \(path): \(error.localizedDescription)")
         }
-        let profile: SeccompProfile
-        do {
-            profile = try JSONDecoder().decode(SeccompProfile.self, from: data)
-        } catch let DecodingError.keyNotFound(key, context) {
-            throw SkiffError(.invalidInput, "seccomp profile \(path): \(fieldPath(context.codingPath + [key])) is missing")
-        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
-            throw SkiffError(.invalidInput, "seccomp profile \(path): \(fieldPath(context.codingPath)) has the wrong type")
-        } catch let DecodingError.dataCorrupted(context) {
-            throw SkiffError(
-                .invalidInput,
-                "seccomp profile \(path) is not valid JSON\(context.codingPath.isEmpty ? "" : " at \(fieldPath(context.codingPath))")")
-        } catch {
-            throw SkiffError(.invalidInput, "seccomp profile \(path): \(error)")
-        }
+        let profile = try JSONInput.decode(
+            SeccompProfile.self, from: data, label: "seccomp profile \(path)", invalid: "seccomp profile \(path) is not valid JSON")
         try profile.validate(source: path)
         return profile
-    }
-
-    static func fieldPath(_ path: [any CodingKey]) -> String {
-        path.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined().trimmingCharacters(in: CharacterSet(charactersIn: "."))
     }
 
     /// Checks what JSON decoding cannot: the action, operator and architecture names.
@@ -270,7 +254,8 @@ public struct SeccompProfile: Codable, Equatable, Sendable {
     }
 }
 
-/// Loads a compiled filter into the calling process, and sets no_new_privs.
+/// Loads a compiled filter into the calling process. Without no_new_privs, the kernel demands
+/// CAP_SYS_ADMIN for it, so callers load it before they drop capabilities.
 public enum Seccomp {
     public static func load(_ program: [UInt8], kernel: Kernel) throws(SyscallError) {
         try kernel.run(.loadSeccompFilter(program), why: "last: from here on the kernel checks every syscall against the filter")

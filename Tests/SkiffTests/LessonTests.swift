@@ -883,7 +883,7 @@ extension RealTests {
             let script = """
                 echo "FOO=$FOO"; pwd; /probe uid; /probe status | grep -E 'CapEff|NoNewPrivs|Seccomp|Groups'; /probe rlimit nofile; \
                 /probe read-file /proc/keys; /probe write /proc/sys/kernel/domainname x 2>&1; /probe write /etc/x y 2>&1; \
-                cat /proc/sys/kernel/domainname; /probe try-syscall keyctl; cat /data/greeting; /probe write /data/x y 2>&1; true
+                cat /proc/sys/kernel/domainname; /probe try-syscall keyctl; cat /mnt/greeting; /probe write /mnt/x y 2>&1; true
                 """
             let data = NSTemporaryDirectory() + "skiff-runtime-data-\(UUID().uuidString)"
             try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
@@ -902,7 +902,8 @@ extension RealTests {
                 spec.process?.capabilities?.ambient = ["CAP_KILL"]
                 spec.process?.rlimits = [.init(type: "RLIMIT_NOFILE", hard: 2048, soft: 512)]
                 spec.linux?.sysctl = ["kernel.domainname": "example.test"]
-                spec.mounts?.append(.init(destination: "/data", type: "bind", source: data, options: ["rbind", "ro"]))
+                // Onto /mnt, which the sample has: a missing mount point would be made in the shared rootfs.
+                spec.mounts?.append(.init(destination: "/mnt", type: "bind", source: data, options: ["rbind", "ro"]))
             }
             defer { bundle.cleanUp() }
             let outcome = try bundle.runtime(["run", "--bundle", bundle.path, "c1"])
@@ -912,7 +913,7 @@ extension RealTests {
                     "FOO=bar", "/tmp", "uid=1000 euid=1000 gid=1000 egid=1000", "CapEff: 0000000000000020", "Seccomp: 2", "NoNewPrivs: 1",
                     "nofile 512 2048", "/proc/keys readable 0 bytes",
                     "probe: write /proc/sys/kernel/domainname: Read-only file system", "probe: write /etc/x: Read-only file system",
-                    "example.test", "keyctl EPERM", "hello from the host", "probe: write /data/x: Read-only file system",
+                    "example.test", "keyctl EPERM", "hello from the host", "probe: write /mnt/x: Read-only file system",
                 ])
         }
 
