@@ -516,11 +516,12 @@ static int verb_links(char **argv)
     return 0;
 }
 
-/* shm: "KEY SHMID SIZE" per SysV shared memory segment of our IPC namespace. */
-static int verb_shm(char **argv)
+/*
+ * Call ROW for each line of the /proc table at PATH after its header line (a row of column
+ * names) that splits into exactly COUNT fields.
+ */
+static void for_each_table_row(const char *path, int count, void (*row)(char **fields))
 {
-    (void)argv;
-    const char *path = "/proc/sysvipc/shm";
     FILE *f = fopen(path, "re");
     if (f == NULL)
         fail(path);
@@ -528,18 +529,31 @@ static int verb_shm(char **argv)
     size_t cap = 0;
     int header = 1;
     while (getline(&line, &cap, f) >= 0) {
-        if (header) { /* "key shmid perms size cpid ..." */
+        if (header) {
             header = 0;
             continue;
         }
-        char *fields[4];
-        if (split_fields(line, fields, 4) == 4)
-            printf("%s %s %s\n", fields[0], fields[1], fields[3]);
+        char *fields[8];
+        if (split_fields(line, fields, count) == count)
+            row(fields);
     }
     if (ferror(f))
         fail(path);
     free(line);
     fclose(f);
+}
+
+/* One /proc/sysvipc/shm row ("key shmid perms size cpid ..."): "KEY SHMID SIZE". */
+static void print_shm_row(char **fields)
+{
+    printf("%s %s %s\n", fields[0], fields[1], fields[3]);
+}
+
+/* shm: "KEY SHMID SIZE" per SysV shared memory segment of our IPC namespace. */
+static int verb_shm(char **argv)
+{
+    (void)argv;
+    for_each_table_row("/proc/sysvipc/shm", 4, print_shm_row);
     return 0;
 }
 
@@ -902,49 +916,35 @@ static int verb_addrs(char **argv)
     return 0;
 }
 
+/* One /proc/net/route row ("Iface Destination Gateway Flags RefCnt Use Metric Mask"), `ip route` style. */
+static void print_route_row(char **fields)
+{
+    /*
+     * The kernel prints each address as the hex of its in-memory (network byte order)
+     * 32-bit value, so the parsed number is already an s_addr, on any endianness.
+     */
+    struct in_addr dest = {(uint32_t)strtoul(fields[1], NULL, 16)};
+    struct in_addr gateway = {(uint32_t)strtoul(fields[2], NULL, 16)};
+    uint32_t mask = (uint32_t)strtoul(fields[7], NULL, 16);
+    char text[INET_ADDRSTRLEN];
+    if (dest.s_addr == 0 && mask == 0) {
+        printf("default");
+    } else {
+        inet_ntop(AF_INET, &dest, text, sizeof(text));
+        printf("%s/%d", text, mask_prefix(mask));
+    }
+    if (gateway.s_addr != 0) {
+        inet_ntop(AF_INET, &gateway, text, sizeof(text));
+        printf(" via %s", text);
+    }
+    printf(" dev %s\n", fields[0]);
+}
+
 /* routes: the main IPv4 routing table from /proc/net/route, in file order, `ip route` style. */
 static int verb_routes(char **argv)
 {
     (void)argv;
-    const char *path = "/proc/net/route";
-    FILE *f = fopen(path, "re");
-    if (f == NULL)
-        fail(path);
-    char *line = NULL;
-    size_t cap = 0;
-    int header = 1;
-    while (getline(&line, &cap, f) >= 0) {
-        if (header) { /* "Iface Destination Gateway Flags RefCnt Use Metric Mask ..." */
-            header = 0;
-            continue;
-        }
-        char *fields[8];
-        if (split_fields(line, fields, 8) != 8)
-            continue;
-        /*
-         * The kernel prints each address as the hex of its in-memory (network byte order)
-         * 32-bit value, so the parsed number is already an s_addr, on any endianness.
-         */
-        struct in_addr dest = {(uint32_t)strtoul(fields[1], NULL, 16)};
-        struct in_addr gateway = {(uint32_t)strtoul(fields[2], NULL, 16)};
-        uint32_t mask = (uint32_t)strtoul(fields[7], NULL, 16);
-        char text[INET_ADDRSTRLEN];
-        if (dest.s_addr == 0 && mask == 0) {
-            printf("default");
-        } else {
-            inet_ntop(AF_INET, &dest, text, sizeof(text));
-            printf("%s/%d", text, mask_prefix(mask));
-        }
-        if (gateway.s_addr != 0) {
-            inet_ntop(AF_INET, &gateway, text, sizeof(text));
-            printf(" via %s", text);
-        }
-        printf(" dev %s\n", fields[0]);
-    }
-    if (ferror(f))
-        fail(path);
-    free(line);
-    fclose(f);
+    for_each_table_row("/proc/net/route", 8, print_route_row);
     return 0;
 }
 
