@@ -8,7 +8,8 @@ SHELL := /bin/bash
 # Debian packages the build, the samples and the tests use.
 DEBIAN_PACKAGES := busybox-static gcc libc6-dev pkg-config libseccomp-dev libcap-dev libarchive-dev \
 	util-linux iproute2 iputils-ping nftables iptables \
-	docker.io containerd runc hyperfine
+	docker.io containerd runc hyperfine \
+	docker-registry skopeo umoci apache2-utils openssl
 SAMPLE := rootfs-samples/build/busybox
 # Warnings are errors here, as in CI (DESIGN.md §6).
 SWIFT_BUILD_FLAGS := -Xswiftc -warnings-as-errors

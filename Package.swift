@@ -40,12 +40,19 @@ let package = Package(
         .target(name: "SkiffRootfs", dependencies: ["SkiffKernel"]),
         .target(name: "SkiffNetwork", dependencies: ["SkiffKernel"]),
         .target(name: "SkiffCgroups", dependencies: ["SkiffKernel"]),
-        .target(name: "SkiffSecurity", dependencies: ["SkiffKernel", "CCap", "CSeccomp"]),
+        .target(name: "SkiffSecurity", dependencies: ["SkiffKernel", "SkiffJSON", "CCap", "CSeccomp"]),
+        // Decoding the JSON users hand in (profiles, config.json, image configs) with errors that name the field.
+        .target(name: "SkiffJSON", dependencies: ["SkiffKernel"]),
+        // OCI images: content store, manifests and configs, image layouts and docker archives, registries.
+        .target(
+            name: "SkiffImage",
+            dependencies: ["SkiffKernel", "SkiffJSON", "SkiffLayers", "CArchive", .product(name: "Crypto", package: "swift-crypto")]
+        ),
         // The one place that composes the layers: an OCI bundle -> ContainerPlan -> a container.
         .target(
             name: "SkiffRuntime",
             dependencies: [
-                "SkiffKernel", "SkiffNamespaces", "SkiffRootfs", "SkiffCgroups", "SkiffNetwork", "SkiffSecurity",
+                "SkiffKernel", "SkiffNamespaces", "SkiffRootfs", "SkiffCgroups", "SkiffNetwork", "SkiffSecurity", "SkiffJSON",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
@@ -56,7 +63,8 @@ let package = Package(
         .target(
             name: "SkiffCommands",
             dependencies: [
-                "SkiffKernel", "SkiffRuntime", "SkiffSecurity", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "SkiffKernel", "SkiffJSON", "SkiffRuntime", "SkiffSecurity",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(name: "skiff-runtime", dependencies: ["SkiffCommands"]),
@@ -70,7 +78,7 @@ let package = Package(
             name: "SkiffTests",
             dependencies: [
                 "SkiffKernel", "SkiffNamespaces", "SkiffRootfs", "SkiffNetwork", "SkiffCgroups", "SkiffLayers", "SkiffSecurity",
-                "SkiffRuntime", "SkiffCommands", "SkiffLesson", "CArchive",
+                "SkiffRuntime", "SkiffCommands", "SkiffLesson", "SkiffJSON", "SkiffImage", "CArchive",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 @preconcurrency import Glibc
+import SkiffJSON
 import SkiffKernel
 import SkiffRuntime
 import SkiffSecurity

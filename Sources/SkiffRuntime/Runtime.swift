@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import SkiffCgroups
+import SkiffJSON
 import SkiffKernel
 import SkiffNamespaces
 import SkiffSecurity

@@ -1,5 +1,6 @@
 import CSeccomp
 import Foundation
+import SkiffJSON
 import SkiffKernel
 
 /// A seccomp profile in the format Docker and the OCI runtime spec use
