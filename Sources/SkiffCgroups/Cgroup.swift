@@ -12,12 +12,25 @@ public protocol Cgroup {
     var layout: CgroupLayout { get }
     /// The container's cgroup directories: one per v1 hierarchy, one in v2.
     var paths: [String] { get }
+    /// The container's directory in each hierarchy, named as the host names the hierarchy, for
+    /// the container's own /sys/fs/cgroup.
+    var hierarchies: [CgroupHierarchy] { get }
     func create() throws(SkiffError)
     func add(_ pid: pid_t) throws(SkiffError)
     func stats() -> CgroupStats
     func destroy() throws(SkiffError)
     /// Writes the limits again into an existing cgroup (`update`): only those that are set.
     func writeLimits() throws(SkiffError)
+}
+
+/// One hierarchy as a container sees it: `name` is the hierarchy's directory under
+/// /sys/fs/cgroup (`memory`, `cpu,cpuacct`; empty for v2's single hierarchy, which is the whole
+/// of /sys/fs/cgroup), `aliases` the controllers that reach it through a symlink (`cpu` and
+/// `cpuacct` for `cpu,cpuacct`), `directory` the container's cgroup on the host.
+public struct CgroupHierarchy: Equatable, Sendable {
+    public let name: String
+    public let aliases: [String]
+    public let directory: String
 }
 
 /// Counters of a cgroup; nil where the host's kernel does not provide one.
@@ -129,6 +142,7 @@ public enum Cgroups {
         let kernel: Kernel
         var layout: CgroupLayout { fatalError("not used") }
         var paths: [String] { [] }
+        var hierarchies: [CgroupHierarchy] { [] }
         func create() throws(SkiffError) {}
         func add(_ pid: pid_t) throws(SkiffError) {}
         func stats() -> CgroupStats { CgroupStats() }

@@ -42,6 +42,18 @@ struct CgroupV1: Cgroup {
 
     func directory(_ controller: String) -> String { directories[controller]! }
 
+    var hierarchies: [CgroupHierarchy] {
+        var byMountPoint: [String: String] = [:]
+        for (controller, directory) in directories {
+            if let mountPoint = layout.v1Controllers[controller] { byMountPoint[mountPoint] = directory }
+        }
+        return byMountPoint.sorted { $0.key < $1.key }.map { mountPoint, directory in
+            let name = String(mountPoint.split(separator: "/").last ?? "")
+            let parts = name.split(separator: ",").map(String.init)
+            return CgroupHierarchy(name: name, aliases: parts.count > 1 ? parts : [], directory: directory)
+        }
+    }
+
     /// A cgroup at a path of the caller's (an OCI cgroupsPath), not one of Skiff's own names.
     var isAbsolute: Bool { name.hasPrefix("/") }
 

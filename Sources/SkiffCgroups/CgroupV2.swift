@@ -23,6 +23,7 @@ struct CgroupV2: Cgroup {
     var parent: String { name.hasPrefix("/") ? parentDirectory(of: root + name) : "\(root)/\(Cgroups.parent)" }
     var directory: String { name.hasPrefix("/") ? root + name : "\(parent)/\(name)" }
     var paths: [String] { [directory] }
+    var hierarchies: [CgroupHierarchy] { [CgroupHierarchy(name: "", aliases: [], directory: directory)] }
 
     /// The controllers this container needs; each must be enabled in every ancestor's
     /// cgroup.subtree_control ("top-down constraint").

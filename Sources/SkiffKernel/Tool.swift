@@ -8,6 +8,8 @@ public enum Tool {
         public let status: Int32
         public let output: String
         public let errorOutput: String
+        /// Killed because it outlived its timeout.
+        public var timedOut = false
     }
 
     /// Finds `name` in the usual system directories (the caller's PATH may lack sbin).
@@ -18,9 +20,11 @@ public enum Tool {
 
     /// posix_spawn(3)s `path` with `arguments`, writes `input` to its standard input and waits.
     /// `argv0` is the name the program sees as its own (execv(3)'s argv[0]); by default the path.
+    /// With `timeout` (seconds), a program still running then is killed and the result has
+    /// status 128+SIGKILL and `timedOut`.
     public static func run(
         _ path: String, _ arguments: [String], input: String = "", environment: [String] = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
-        argv0: String? = nil
+        argv0: String? = nil, timeout: Int? = nil
     ) throws(SyscallError) -> Result {
         var stdinPipe: [Int32] = [-1, -1]
         var stdoutPipe: [Int32] = [-1, -1]
@@ -60,12 +64,47 @@ public enum Tool {
             offset += written
         }
         close(stdinPipe[1])
-        let output = String(decoding: readAll(stdoutPipe[0]), as: UTF8.self)
-        let errorOutput = String(decoding: readAll(stderrPipe[0]), as: UTF8.self)
+        let (output, errorOutput, timedOut) = collect(stdoutPipe[0], stderrPipe[0], until: timeout.map { monotonicSeconds() + Double($0) })
+        if timedOut { kill(pid, SIGKILL) }
         var status: Int32 = 0
         while waitpid(pid, &status, 0) == -1 {
             guard errno == EINTR else { throw SyscallError("waitpid", path: path) }
         }
-        return Result(status: ExitStatus(waitStatus: status).code, output: output, errorOutput: errorOutput)
+        return Result(
+            status: ExitStatus(waitStatus: status).code, output: String(decoding: output, as: UTF8.self),
+            errorOutput: String(decoding: errorOutput, as: UTF8.self), timedOut: timedOut)
+    }
+
+    /// Reads both pipes to their ends with poll(2), so a program that fills one while we wait on
+    /// the other cannot deadlock; stops early at `deadline` (monotonic seconds).
+    private static func collect(_ out: Int32, _ err: Int32, until deadline: Double?) -> ([UInt8], [UInt8], timedOut: Bool) {
+        var collected: [[UInt8]] = [[], []]
+        var fds = [pollfd(fd: out, events: Int16(POLLIN), revents: 0), pollfd(fd: err, events: Int16(POLLIN), revents: 0)]
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while fds.contains(where: { $0.fd >= 0 }) {
+            var wait: Int32 = -1
+            if let deadline {
+                let left = deadline - monotonicSeconds()
+                if left <= 0 { return (collected[0], collected[1], true) }
+                wait = Int32(min(left * 1000 + 1, 60_000))
+            }
+            let ready = poll(&fds, nfds_t(fds.count), wait)
+            if ready < 0 && errno != EINTR { break }
+            for index in fds.indices where fds[index].fd >= 0 && fds[index].revents != 0 {
+                let count = buffer.withUnsafeMutableBytes { read(fds[index].fd, $0.baseAddress, $0.count) }
+                if count > 0 {
+                    collected[index] += buffer[0..<count]
+                } else if count == 0 || errno != EINTR {
+                    fds[index].fd = -1
+                }
+            }
+        }
+        return (collected[0], collected[1], false)
+    }
+
+    private static func monotonicSeconds() -> Double {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
     }
 }

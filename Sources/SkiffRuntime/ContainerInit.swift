@@ -1,4 +1,5 @@
 import Foundation
+import SkiffCgroups
 import SkiffKernel
 import SkiffNamespaces
 import SkiffRootfs
@@ -15,19 +16,31 @@ struct ContainerInit {
     let execFIFO: String
     /// The caller's console socket, connected by the parent, when the process has a terminal.
     let consoleSocket: Int32?
+    /// The container's cgroup, for a `cgroup` mount in the spec.
+    let cgroupHierarchies: [CgroupHierarchy]
+    /// The state the in-container hooks read; its pid is the init's own, as seen inside.
+    let state: ContainerState
 
     func run(side: ChildSide) throws -> Never {
         // Join namespaces by path before anything else: every later step must happen inside them.
-        for namespace in plan.joinedNamespaces {
+        // A PID namespace was joined by the parent: it applies to the children of whoever joins.
+        for namespace in plan.joinedNamespaces where namespace.type != .pid {
             try kernel.run(.setns(path: namespace.path, type: namespace.type), why: "join the \(namespace.type) namespace the spec names")
         }
-        // Root of the new user namespace before touching files: what we create is then owned by
+        // With a joined user namespace the new ones are made only now, so that it owns them.
+        if plan.joinsUserNamespace && !plan.newNamespaces.isEmpty {
+            try kernel.run(.unshare(plan.newNamespaces), why: "new namespaces, owned by the joined user namespace")
+        }
+        // Root of the user namespace before touching files: what we create is then owned by
         // the mapped root, not by an unmapped id.
-        if plan.newNamespaces.contains(.user) {
+        if plan.newNamespaces.contains(.user) || plan.joinsUserNamespace {
             try kernel.switchUser(uid: 0, gid: 0, groups: [], why: "root of the container's user namespace while it is set up")
         }
         if plan.newNamespaces.contains(.mount) { try setUpMounts() }
         let fifo = try ExecFIFO(holding: execFIFO)
+        var hookState = state
+        hookState.pid = getpid()
+        try Hooks.run(plan.hooks?.createContainer ?? [], state: hookState)
         if plan.newNamespaces.contains(.mount) {
             try Rootfs.pivot(into: RootfsPlan(unchecked: plan.rootfs), kernel: kernel)
         } else {
@@ -51,6 +64,8 @@ struct ContainerInit {
         try ProcessSetup(process: plan.process, filter: filter).run(kernel: kernel) {
             side.reportReady()
             try fifo.waitForStart()
+            hookState.status = .created
+            try Hooks.run(plan.hooks?.startContainer ?? [], state: hookState)
         }
     }
 
@@ -62,12 +77,11 @@ struct ContainerInit {
         try kernel.run(
             .mount(source: plan.rootfs, target: plan.rootfs, fstype: nil, flags: [.bind, .recursive], data: nil),
             why: "pivot_root needs the new root to be a mount point")
-        let userNamespace = plan.newNamespaces.contains(.user)
+        let userNamespace = plan.newNamespaces.contains(.user) || plan.joinsUserNamespace
         for mount in plan.mounts {
             let target = plan.rootfs + mount.destination
             if mount.type == "cgroup" || mount.type == "cgroup2" {
-                try kernel.run(.mkdir(target, mode: 0o555), why: "the cgroup mount point")
-                kernel.narrator.note("\(mount.destination): a cgroup filesystem inside the container is not provided yet; left empty")
+                try mountCgroups(at: target, readOnly: mount.flags.contains(.readOnly))
                 continue
             }
             try prepare(target, forBindOf: mount.isBind ? mount.source : nil)
@@ -101,6 +115,42 @@ struct ContainerInit {
                 try Rootfs.createDevices(in: target, userNamespace ? .bindFromHost : .create, kernel: kernel)
                 try Rootfs.createLinks(in: target, kernel: kernel)
             }
+        }
+    }
+
+    /// The container's own cgroup as its /sys/fs/cgroup, as runc does without a cgroup namespace:
+    /// v1 gets a tmpfs with the container's directory of each hierarchy bound under the
+    /// hierarchy's name (and `cpu` -> `cpu,cpuacct` links, as on the host); v2 gets its one
+    /// directory bound over the mount point. The container sees its limits and counters and
+    /// nothing of the host's other cgroups.
+    private func mountCgroups(at target: String, readOnly: Bool) throws {
+        try prepare(target, forBindOf: nil)
+        let readOnlyFlags: MountFlags = readOnly ? [.readOnly] : []
+        let isV1 = cgroupHierarchies.contains { !$0.name.isEmpty }
+        if isV1 {
+            try kernel.run(
+                .mount(source: "tmpfs", target: target, fstype: "tmpfs", flags: [.noSuid, .noDev, .noExec], data: "mode=755"),
+                why: "a directory of hierarchies, as the host's /sys/fs/cgroup")
+        }
+        for hierarchy in cgroupHierarchies {
+            let point = hierarchy.name.isEmpty ? target : "\(target)/\(hierarchy.name)"
+            if !hierarchy.name.isEmpty { try kernel.run(.mkdir(point, mode: 0o755), why: "the \(hierarchy.name) hierarchy") }
+            try kernel.run(
+                .mount(source: hierarchy.directory, target: point, fstype: nil, flags: [.bind, .recursive], data: nil),
+                why: "the container's own cgroup, never the host's others")
+            try kernel.run(
+                .mount(
+                    source: nil, target: point, fstype: nil, flags: readOnlyFlags.union([.remount, .bind, .noSuid, .noDev, .noExec]),
+                    data: nil),
+                why: readOnly ? "read-only: limits are the runtime's to set" : "no devices or set-uid files")
+            for alias in hierarchy.aliases where alias != hierarchy.name {
+                try kernel.run(.symlink(target: hierarchy.name, path: "\(target)/\(alias)"), why: "\(alias) reaches \(hierarchy.name)")
+            }
+        }
+        if isV1 && readOnly {
+            try kernel.run(
+                .mount(source: nil, target: target, fstype: nil, flags: [.remount, .readOnly, .noSuid, .noDev, .noExec], data: "mode=755"),
+                why: "and the directory of hierarchies read-only too")
         }
     }
 

@@ -65,6 +65,13 @@ public struct ContainerPlan: Equatable, Sendable {
     public var hooks: Spec.Hooks?
     public var annotations: [String: String]
 
+    /// Whether the container joins an existing user namespace (its other new namespaces are
+    /// then made after the join, by unshare, rather than by clone).
+    public var joinsUserNamespace: Bool { joinedNamespaces.contains { $0.type == .user } }
+
+    /// The PID namespace to join, whose children the init must be among.
+    public var joinedPIDNamespace: String? { joinedNamespaces.first { $0.type == .pid }?.path }
+
     /// Reads `spec` for container `id` in `bundle` (an absolute directory).
     public init(spec: Spec, id: String, bundle: String) throws(SkiffError) {
         guard Self.isValidID(id) else {
@@ -94,18 +101,23 @@ public struct ContainerPlan: Equatable, Sendable {
                     .invalidInput, "config.json: linux.namespaces[\(index)].type \"\(namespace.type)\" is not a namespace type")
             }
             if let path = namespace.path, !path.isEmpty {
-                guard type != .user && type != .pid else {
-                    throw SkiffError(
-                        .invalidInput,
-                        "config.json: linux.namespaces[\(index)]: joining a \(namespace.type) namespace by path is not supported yet")
-                }
                 joined.append(JoinedNamespace(type: type, path: path))
             } else {
                 new.insert(type)
             }
         }
+        // A new PID namespace is made by clone, in the runtime's user namespace; it would not
+        // belong to a user namespace the init joins only afterwards, and mounting its /proc
+        // there fails. Join both, or make both new.
+        if new.contains(.pid) && joined.contains(where: { $0.type == .user }) {
+            throw SkiffError(
+                .invalidInput,
+                "config.json: linux.namespaces: a new PID namespace with a joined user namespace is not supported: join the PID namespace too, or make the user namespace new"
+            )
+        }
         newNamespaces = new
-        joinedNamespaces = joined
+        // The user namespace first: it owns the others, and joining it gives the right to join them.
+        joinedNamespaces = joined.filter { $0.type == .user } + joined.filter { $0.type != .user }
         uidMappings = (linux.uidMappings ?? []).map { IDMapping(containerID: $0.containerID, hostID: $0.hostID, size: $0.size) }
         gidMappings = (linux.gidMappings ?? []).map { IDMapping(containerID: $0.containerID, hostID: $0.hostID, size: $0.size) }
         if new.contains(.user) && (uidMappings.isEmpty || gidMappings.isEmpty) {
@@ -238,6 +250,13 @@ public struct ContainerPlan: Equatable, Sendable {
             limits.cpuset = cpu.cpus.flatMap { $0.isEmpty ? nil : $0 }
         }
         if let pids = resources.pids?.limit, pids > 0 { limits.pids = UInt64(pids) }
+        // 0 means unset, as Docker sends it and runc reads it.
+        if let weight = resources.blockIO?.weight, weight != 0 {
+            guard (10...1000).contains(weight) else {
+                throw SkiffError(.invalidInput, "config.json: linux.resources.blockIO.weight \(weight) is outside 10–1000")
+            }
+            limits.blkioWeight = UInt64(weight)
+        }
         if let devices = resources.devices {
             // The spec lists rules in order, deny-all first by convention; v1's files take the
             // allowed ones after a blanket deny. The standard devices are always allowed, as runc

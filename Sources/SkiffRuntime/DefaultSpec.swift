@@ -36,6 +36,7 @@ public enum DefaultSpec {
                 mount("/dev/shm", "tmpfs", "shm", ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]),
                 mount("/dev/mqueue", "mqueue", "mqueue", ["nosuid", "noexec", "nodev"]),
                 mount("/sys", "sysfs", "sysfs", ["nosuid", "noexec", "nodev", "ro"]),
+                mount("/sys/fs/cgroup", "cgroup", "cgroup", ["nosuid", "noexec", "nodev", "relatime", "ro"]),
             ],
             linux: Spec.Linux(
                 namespaces: ["pid", "network", "ipc", "uts", "mount"].map { Spec.Linux.Namespace(type: $0) },

@@ -32,11 +32,6 @@ public struct Runtime {
         guard Files.isDirectory(plan.rootfs) == true else {
             throw SkiffError(.invalidInput, "config.json: root.path \(plan.rootfs) is not a directory")
         }
-        for hook in (spec.hooks?.createContainer ?? []) + (spec.hooks?.startContainer ?? []) {
-            throw SkiffError(
-                .invalidInput,
-                "config.json: hooks run inside the container (createContainer, startContainer: \(hook.path)) are not supported yet")
-        }
         return (spec, plan)
     }
 
@@ -88,13 +83,18 @@ public struct Runtime {
         try store.save(created)
         let console = try consoleSocket.map { path throws(SyscallError) in try Terminal.connect(to: path) }
         defer { if let console { close(console) } }
-        let initSteps = ContainerInit(plan: plan, kernel: kernel, filter: filter, execFIFO: store.execFIFO(plan.id), consoleSocket: console)
+        let initSteps = ContainerInit(
+            plan: plan, kernel: kernel, filter: filter, execFIFO: store.execFIFO(plan.id), consoleSocket: console,
+            cgroupHierarchies: cgroup.hierarchies, state: created)
         let process: ContainerProcess
         do {
-            process = try ContainerProcess.clone(
-                plan.newNamespaces, kernel: kernel, dieWithParent: false, keeping: console.map { [$0] } ?? [], why: "the container's init"
-            ) { side in
-                try initSteps.run(side: side)
+            process = try inPIDNamespace(plan.joinedPIDNamespace) {
+                try ContainerProcess.clone(
+                    plan.joinsUserNamespace ? [] : plan.newNamespaces, kernel: kernel, dieWithParent: false,
+                    keeping: console.map { [$0] } ?? [], why: "the container's init"
+                ) { side in
+                    try initSteps.run(side: side)
+                }
             }
         } catch {
             try? cgroup.destroy()
@@ -109,7 +109,7 @@ public struct Runtime {
                 var state = created
                 state.pid = process.pid
                 // createRuntime and prestart hooks: the namespaces exist, the root is not yet pivoted.
-                try runHooks((spec.hooks?.prestart ?? []) + (spec.hooks?.createRuntime ?? []), state: state)
+                try Hooks.run((spec.hooks?.prestart ?? []) + (spec.hooks?.createRuntime ?? []), state: state)
             }
             try process.waitUntilReady()
         } catch {
@@ -124,6 +124,15 @@ public struct Runtime {
         state.processStartTime = StateStore.startTime(of: process.pid)
         try store.save(state)
         return Launched(process: process, state: state)
+    }
+
+    /// Runs `body` (which clones) with the children of this process born in the PID namespace at
+    /// `path`, then returns to our own: hooks started later must not land in the container's.
+    private func inPIDNamespace<Value>(_ path: String?, _ body: () throws -> Value) throws -> Value {
+        guard let path else { return try body() }
+        try kernel.run(.setns(path: path, type: .pid), why: "the PID namespace the spec names, for the init about to be made")
+        defer { try? kernel.run(.setns(path: "/proc/self/ns/pid", type: .pid), why: "back to our own PID namespace for later children") }
+        return try body()
     }
 
     /// The profile compiled to BPF, from a cache in the state directory keyed by the sha256 of
@@ -160,7 +169,7 @@ public struct Runtime {
         if let spec = try? plan(id: id, bundle: state.bundle).0 {
             var running = state
             running.status = .running
-            try? runHooks(spec.hooks?.poststart ?? [], state: running)
+            try? Hooks.run(spec.hooks?.poststart ?? [], state: running)
         }
     }
 
@@ -221,7 +230,7 @@ public struct Runtime {
         if let spec = try? plan(id: id, bundle: state.bundle).0 {
             var stopped = state
             stopped.status = .stopped
-            try? runHooks(spec.hooks?.poststop ?? [], state: stopped)
+            try? Hooks.run(spec.hooks?.poststop ?? [], state: stopped)
         }
     }
 
@@ -312,16 +321,4 @@ public struct Runtime {
         return ((try? Files.readText("\(path)/cgroup.procs")) ?? "").split(separator: "\n").compactMap { Int32($0) }
     }
 
-    /// Runs hooks in order with the state on standard input (runtime-spec config.md#posix-platform-hooks).
-    func runHooks(_ hooks: [Spec.Hook], state: ContainerState) throws {
-        for hook in hooks {
-            // args is the whole argv, argv[0] included: Docker's hooks dispatch on it.
-            let argv = hook.args ?? [hook.path]
-            let result = try Tool.run(
-                hook.path, Array(argv.dropFirst()), input: state.ociJSON, environment: hook.env ?? [], argv0: argv.first)
-            guard result.status == 0 else {
-                throw SkiffError(.setupFailed, "hook \(hook.path) failed with exit status \(result.status): \(result.errorOutput)")
-            }
-        }
-    }
 }

@@ -184,15 +184,22 @@ public struct Spec: Codable, Equatable, Sendable {
                     self.access = access
                 }
             }
+            /// Block I/O: the proportional weight (10–1000); per-device throttles are not read.
+            public struct BlockIO: Codable, Equatable, Sendable {
+                public var weight: UInt16?
+                public init(weight: UInt16? = nil) { self.weight = weight }
+            }
             public var memory: Memory?
             public var cpu: CPU?
             public var pids: Pids?
             public var devices: [Device]?
-            public init(memory: Memory? = nil, cpu: CPU? = nil, pids: Pids? = nil, devices: [Device]? = nil) {
+            public var blockIO: BlockIO?
+            public init(memory: Memory? = nil, cpu: CPU? = nil, pids: Pids? = nil, devices: [Device]? = nil, blockIO: BlockIO? = nil) {
                 self.memory = memory
                 self.cpu = cpu
                 self.pids = pids
                 self.devices = devices
+                self.blockIO = blockIO
             }
         }
         public var namespaces: [Namespace]?

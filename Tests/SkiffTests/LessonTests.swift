@@ -947,6 +947,146 @@ extension RealTests {
                 lines.contains { $0.contains("\"status\" : \"creating\"") } && lines.contains { $0.contains("\"status\" : \"stopped\"") })
         }
 
+        @Test("namespaces joined by path: another container's user, PID and network namespaces, with new mount and UTS ones")
+        func joinedNamespaces() throws {
+            let first = try Bundle(["/probe", "sleep", "30"]) { spec in
+                spec.linux?.namespaces?.append(.init(type: "user"))
+                spec.linux?.uidMappings = [.init(containerID: 0, hostID: 200_000, size: 65536)]
+                spec.linux?.gidMappings = [.init(containerID: 0, hostID: 200_000, size: 65536)]
+            }
+            defer { first.cleanUp() }
+            let pidFile = first.path + "/pid"
+            #expect(try first.runtime(["create", "--bundle", first.path, "--pid-file", pidFile, "host1"]).status == 0)
+            defer { _ = try? first.runtime(["delete", "--force", "host1"]) }
+            #expect(try first.runtime(["start", "host1"]).status == 0)
+            let pid = try String(contentsOfFile: pidFile, encoding: .utf8)
+            func inode(_ name: String) -> String {
+                var info = stat()
+                return stat("/proc/\(pid)/ns/\(name)", &info) == 0 ? "\(info.st_ino)" : "missing"
+            }
+            let second = try Bundle(["sh", "-c", "echo $$; hostname; /probe ns"]) { spec in
+                spec.hostname = "joiner"
+                spec.linux?.namespaces = [
+                    .init(type: "user", path: "/proc/\(pid)/ns/user"), .init(type: "pid", path: "/proc/\(pid)/ns/pid"),
+                    .init(type: "network", path: "/proc/\(pid)/ns/net"), .init(type: "mount"), .init(type: "uts"), .init(type: "ipc"),
+                ]
+            }
+            defer { second.cleanUp() }
+            let outcome = try second.runtime(["run", "--bundle", second.path, "joiner"])
+            #expect(outcome.status == 0, "\(outcome.stderr)")
+            let seen = Dictionary(
+                outcome.lines.dropFirst(2).compactMap { line -> (String, String)? in
+                    let fields = line.split(separator: " ").map(String.init)
+                    return fields.count == 2 ? (fields[0], fields[1]) : nil
+                }, uniquingKeysWith: { first, _ in first })
+            #expect(outcome.lines.first != "1", "not the first process of the joined PID namespace: \(outcome.lines)")
+            #expect(outcome.lines.dropFirst().first == "joiner")
+            for name in ["user", "pid", "net"] { #expect(seen[name] == inode(name), "the \(name) namespace is the first container's") }
+            for name in ["mnt", "uts", "ipc"] { #expect(seen[name] != nil && seen[name] != inode(name), "a new \(name) namespace") }
+            let refused = try Bundle(["true"]) { spec in
+                spec.linux?.namespaces = [.init(type: "user", path: "/proc/\(pid)/ns/user"), .init(type: "pid"), .init(type: "mount")]
+            }
+            defer { refused.cleanUp() }
+            let error = try refused.runtime(["run", "--bundle", refused.path, "refused"])
+            #expect(error.status == 1 && error.stderr.contains("a new PID namespace with a joined user namespace is not supported"))
+        }
+
+        @Test(
+            "createContainer runs before pivot_root, startContainer inside the container after start; a failing or slow hook stops create")
+        func containerHooks() throws {
+            let log = NSTemporaryDirectory() + "skiff-hook-\(UUID().uuidString)"
+            defer { try? FileManager.default.removeItem(atPath: log) }
+            let bundle = try Bundle(["cat", "/dev/shm/start-state"]) { spec in
+                spec.hooks = Spec.Hooks(
+                    createContainer: [Spec.Hook(path: "/bin/sh", args: ["sh", "-c", "cat > \(log); test -e /proc/self/ns"])],
+                    startContainer: [Spec.Hook(path: "/bin/sh", args: ["sh", "-c", "cat > /dev/shm/start-state"])])
+            }
+            defer { bundle.cleanUp() }
+            let outcome = try bundle.runtime(["run", "--bundle", bundle.path, "hooks2"])
+            #expect(outcome.status == 0, "\(outcome.stderr)")
+            #expect(outcome.stdout.contains("\"status\" : \"created\""), "startContainer ran inside, before the process: \(outcome.stdout)")
+            #expect(outcome.stdout.contains("\"pid\" : 1"), "the init's pid as the container sees it")
+            let created = try String(contentsOfFile: log, encoding: .utf8)
+            #expect(created.contains("\"id\" : \"hooks2\"") && created.contains("\"status\" : \"creating\""), "\(created)")
+
+            for (hook, message) in [
+                (Spec.Hook(path: "/bin/sh", args: ["sh", "-c", "echo no >&2; exit 3"]), "hook /bin/sh failed with exit status 3: no"),
+                (
+                    Spec.Hook(path: "/bin/sh", args: ["sh", "-c", "sleep 20"], timeout: 1),
+                    "hook /bin/sh did not finish within its timeout of 1 s"
+                ),
+            ] {
+                let failing = try Bundle(["true"]) { $0.hooks = Spec.Hooks(createContainer: [hook]) }
+                defer { failing.cleanUp() }
+                let error = try failing.runtime(["create", "--bundle", failing.path, "failing"])
+                #expect(error.status == 1 && error.stderr.contains(message), "\(error.stderr)")
+                #expect(try failing.runtime(["list", "-q"]).stdout.isEmpty, "nothing is left")
+            }
+        }
+
+        @Test("the spec's resources are the container's own cgroup, which it sees read-only at /sys/fs/cgroup")
+        func cgroupMount() throws {
+            let layout = try CgroupLayout.host()
+            let script: String
+            let expected: [String]
+            if layout.mode == .unified {
+                script =
+                    "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max /sys/fs/cgroup/cpu.max; /probe write /sys/fs/cgroup/pids.max 9 2>&1"
+                expected = ["67108864", "50", "50000 100000", "probe: write /sys/fs/cgroup/pids.max: Read-only file system"]
+            } else {
+                script = """
+                    ls /sys/fs/cgroup | grep -E '^(cpu|cpuacct|memory|pids)$'; cd /sys/fs/cgroup; \
+                    cat memory/memory.limit_in_bytes pids/pids.max cpu/cpu.cfs_quota_us cpu/cpu.shares; \
+                    /probe write /sys/fs/cgroup/pids/pids.max 9 2>&1; /probe exists /sys/fs/cgroup/pids/skiff || true
+                    """
+                expected = [
+                    "cpu", "cpuacct", "memory", "pids", "67108864", "50", "50000", "512",
+                    "probe: write /sys/fs/cgroup/pids/pids.max: Read-only file system", "no",
+                ]
+            }
+            let bundle = try Bundle(["sh", "-c", script]) { spec in
+                spec.linux?.resources = Spec.Linux.Resources(
+                    memory: .init(limit: 64 << 20), cpu: .init(shares: 512, quota: 50000, period: 100_000), pids: .init(limit: 50),
+                    devices: [.init(allow: false, access: "rwm")])
+            }
+            defer { bundle.cleanUp() }
+            let outcome = try bundle.runtime(["run", "--bundle", bundle.path, "cgroupview"])
+            #expect(outcome.status == 0, "\(outcome.stderr)")
+            #expect(outcome.lines == expected, "the container's own limits, not the host's hierarchy")
+        }
+
+        @Test("more of the spec: annotations in the state, oom_score_adj, umask, groups, tmpfs options, no_new_privs off, devices")
+        func moreConformance() throws {
+            let v1 = try CgroupLayout.host().mode != .unified
+            let script = """
+                cat /proc/self/oom_score_adj; umask; id -G; grep ' /mnt ' /proc/mounts | cut -d' ' -f3,4 | grep -o 'tmpfs rw,nosuid,nodev'; \
+                grep -o 'size=1024k' /proc/mounts; /probe status | grep NoNewPrivs; /probe read-file /dev/null; \
+                \(v1 ? "grep 'c 10:200' /sys/fs/cgroup/devices/devices.list" : "echo c 10:200 rwm")
+                """
+            let bundle = try Bundle(["sh", "-c", script]) { spec in
+                spec.annotations = ["org.example.team": "lab"]
+                spec.process?.oomScoreAdj = 500
+                spec.process?.user = .init(uid: 0, gid: 0, umask: 0o027, additionalGids: [10, 29])
+                spec.process?.noNewPrivileges = false
+                spec.mounts?.append(.init(destination: "/mnt", type: "tmpfs", source: "tmpfs", options: ["size=1m", "nosuid", "nodev"]))
+                spec.linux?.resources?.devices = [
+                    .init(allow: false, access: "rwm"), .init(allow: true, type: "c", major: 10, minor: 200, access: "rwm"),
+                ]
+            }
+            defer { bundle.cleanUp() }
+            let outcome = try bundle.runtime(["run", "--bundle", bundle.path, "more"])
+            #expect(outcome.status == 0, "\(outcome.stderr)")
+            #expect(
+                outcome.lines == [
+                    "500", "0027", "0 10 29", "tmpfs rw,nosuid,nodev", "size=1024k", "NoNewPrivs: 0", "/dev/null readable 0 bytes",
+                    "c 10:200 rwm",
+                ])
+            #expect(try bundle.runtime(["create", "--bundle", bundle.path, "annotated"]).status == 0)
+            defer { _ = try? bundle.runtime(["delete", "--force", "annotated"]) }
+            let state = try bundle.runtime(["state", "annotated"]).stdout
+            #expect(state.contains("\"org.example.team\" : \"lab\""), "annotations are in the state: \(state)")
+        }
+
         @Test("a broken config.json is refused with the field named, and nothing is left")
         func brokenConfig() throws {
             let bundle = try Bundle(["true"]) { $0.process?.cwd = "relative" }

@@ -35,6 +35,31 @@ struct RuntimePlanTests {
         #expect(plan.seccomp != nil)
     }
 
+    @Test("joined namespaces: the user namespace first, and a new PID namespace beside a joined user one is refused")
+    func joinedNamespaces() throws {
+        let joined = try plan { spec in
+            spec.linux?.namespaces = [
+                .init(type: "network", path: "/proc/7/ns/net"), .init(type: "pid", path: "/proc/7/ns/pid"),
+                .init(type: "user", path: "/proc/7/ns/user"), .init(type: "mount"), .init(type: "uts"),
+            ]
+        }
+        #expect(joined.joinedNamespaces.map(\.type) == [.user, .network, .pid])
+        #expect(joined.joinsUserNamespace && joined.joinedPIDNamespace == "/proc/7/ns/pid")
+        #expect(joined.newNamespaces == [.mount, .uts])
+    }
+
+    @Test("blockIO weight becomes the cgroup weight, 0 is unset; outside 10–1000 it is refused naming the field")
+    func blockIOWeight() throws {
+        #expect(try plan { $0.linux?.resources?.blockIO = .init(weight: 300) }.limits.blkioWeight == 300)
+        #expect(try plan { $0.linux?.resources?.blockIO = .init(weight: 0) }.limits.blkioWeight == nil, "0 is unset, as Docker sends it")
+        do {
+            _ = try plan { $0.linux?.resources?.blockIO = .init(weight: 5) }
+            Issue.record("a weight of 5 was accepted")
+        } catch {
+            #expect((error as? SkiffError)?.message == "config.json: linux.resources.blockIO.weight 5 is outside 10–1000")
+        }
+    }
+
     @Test("mount options: flags set and cleared, bind and rbind, propagation, the rest as data, relative bind sources")
     func mountOptions() throws {
         let mount = try ContainerPlan.plan(
@@ -69,7 +94,10 @@ struct RuntimePlanTests {
             ("process.cwd \"tmp\" must be absolute", { $0.process?.cwd = "tmp" }),
             ("linux.namespaces[0].type \"time-travel\"", { $0.linux?.namespaces = [.init(type: "time-travel")] }),
             ("needs linux.uidMappings", { $0.linux?.namespaces?.append(.init(type: "user")) }),
-            ("joining a pid namespace by path", { $0.linux?.namespaces = [.init(type: "pid", path: "/proc/1/ns/pid")] }),
+            (
+                "a new PID namespace with a joined user namespace",
+                { $0.linux?.namespaces = [.init(type: "user", path: "/proc/1/ns/user"), .init(type: "pid"), .init(type: "uts")] }
+            ),
             ("mounts[0].destination \"proc\" must be absolute", { $0.mounts?[0].destination = "proc" }),
             ("process.capabilities.effective: unknown capability", { $0.process?.capabilities?.effective = ["CAP_FLY"] }),
             ("root is missing", { $0.root = nil }),
