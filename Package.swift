@@ -60,6 +60,11 @@ let package = Package(
             name: "SkiffLayers",
             dependencies: ["SkiffKernel", "CArchive", .product(name: "Crypto", package: "swift-crypto")]
         ),
+        // The engine on top of the runtime: images become bundles, containers are kept and run.
+        .target(
+            name: "SkiffEngine",
+            dependencies: ["SkiffKernel", "SkiffImage", "SkiffLayers", "SkiffRootfs", "SkiffRuntime", "SkiffSecurity"]
+        ),
         .target(
             name: "SkiffCommands",
             dependencies: [
@@ -78,7 +83,7 @@ let package = Package(
             name: "SkiffTests",
             dependencies: [
                 "SkiffKernel", "SkiffNamespaces", "SkiffRootfs", "SkiffNetwork", "SkiffCgroups", "SkiffLayers", "SkiffSecurity",
-                "SkiffRuntime", "SkiffCommands", "SkiffLesson", "SkiffJSON", "SkiffImage", "CArchive",
+                "SkiffRuntime", "SkiffCommands", "SkiffLesson", "SkiffJSON", "SkiffImage", "SkiffEngine", "CArchive",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),

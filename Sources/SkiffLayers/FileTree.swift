@@ -2,7 +2,7 @@
 import SkiffKernel
 
 /// Small, symlink-safe file-tree helpers: nothing here follows a symlink.
-enum FileTree {
+public enum FileTree {
     static func lstatInfo(_ path: String) -> stat? {
         var info = stat()
         return lstat(path, &info) == 0 ? info : nil
@@ -12,7 +12,7 @@ enum FileTree {
 
     /// Removes `path` and everything below it, never following symlinks and never leaving the
     /// filesystem `path` is on: a mount point below is an error, not something to empty.
-    static func remove(_ path: String) throws(SyscallError) {
+    public static func remove(_ path: String) throws(SyscallError) {
         guard let root = lstatInfo(path) else { return }
         try remove(path, info: root, device: root.st_dev)
     }

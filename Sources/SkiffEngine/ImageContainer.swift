@@ -1,0 +1,89 @@
+import Foundation
+import SkiffImage
+import SkiffKernel
+import SkiffLayers
+import SkiffRootfs
+import SkiffRuntime
+
+/// One container made from an image, run in the foreground: its directory under the engine's
+/// root holds the writable layer, the init layer and the OCI bundle; its root is the image's
+/// layers under the writable one (overlayfs), mounted in this process's own mount table so that
+/// the mount goes away with the process however it ends.
+public struct ImageContainer {
+    public let id: String
+    public let directory: String
+    let kernel: Kernel
+
+    /// Makes the container's directory under `root`/containers.
+    public init(root: String, id: String = ImageContainer.newID(), kernel: Kernel = Kernel()) throws(SkiffError) {
+        self.id = id
+        directory = "\(root)/containers/\(id)"
+        self.kernel = kernel
+        do {
+            try Files.makeDirectories(directory + "/rw/upper")
+            try Files.makeDirectories(directory + "/rw/work")
+            try Files.makeDirectories(directory + "/bundle/rootfs")
+        } catch {
+            throw SkiffError(.setupFailed, "cannot create the container directory \(directory)", cause: error)
+        }
+    }
+
+    /// 64 hex digits, as Docker's container ids.
+    public static func newID() -> String {
+        // The system generator reads getrandom(2).
+        return (0..<32).map { _ in UInt8.random(in: 0...255) }.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+    }
+
+    public var rootfs: String { directory + "/bundle/rootfs" }
+    public var bundle: String { directory + "/bundle" }
+
+    /// Mounts the image's `layers` (directories, bottom first) with the init layer and the
+    /// writable layer at `rootfs`. Call `Mounts.isolateThisProcess` first: the mount then lives
+    /// only in this process's mount table and in the container's copy of it.
+    public func mountRootfs(layers: [String], hostname: String) throws(SkiffError) -> InitLayer {
+        let initLayer = try InitLayer(in: directory + "/init", hostname: hostname, address: nil, nameservers: nil, owner: 0)
+        let stack = LayerStack(lowers: layers + [initLayer.layer], upper: directory + "/rw/upper", work: directory + "/rw/work")
+        try stack.mount(at: rootfs, inUserNamespace: false, kernel: kernel)
+        do {
+            try initLayer.bindFiles(into: rootfs, kernel: kernel)
+        } catch {
+            throw SkiffError(.setupFailed, "cannot bind the init layer's files into \(rootfs)", cause: error)
+        }
+        return initLayer
+    }
+
+    /// The file `path` of the container's root (e.g. /etc/passwd), or "" when it is missing or
+    /// is a symlink: an image's files are not followed out of its root.
+    public func readRootfsFile(_ path: String) -> String {
+        let fd = open(rootfs + path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return "" }
+        defer { close(fd) }
+        return String(decoding: Files.contents(of: fd), as: UTF8.self)
+    }
+
+    /// Writes the bundle's config.json and runs it to the end with the runtime, whose state
+    /// lives under `runtimeRoot`; returns the process's exit status.
+    public func run(spec: Spec, runtimeRoot: String) throws -> ExitStatus {
+        do {
+            let encoder = JSONEncoder()
+            try Files.writeAtomically(bundle + "/config.json", Array(try encoder.encode(spec)), mode: 0o600)
+        } catch {
+            throw SkiffError(.setupFailed, "cannot write \(bundle)/config.json", cause: error)
+        }
+        let runtime = Runtime(store: StateStore(root: runtimeRoot), kernel: kernel)
+        let (status, _) = try runtime.run(id: id, bundle: bundle, detach: false)
+        return status ?? .exited(0)
+    }
+
+    /// Unmounts the root and removes the directory with the writable layer.
+    public func remove() throws(SkiffError) {
+        for target in ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf", ""] {
+            try? kernel.run(.umount(rootfs + target, detach: true), why: "the container's root goes with it")
+        }
+        do {
+            try FileTree.remove(directory)
+        } catch {
+            throw SkiffError(.setupFailed, "cannot remove the container directory \(directory)", cause: error)
+        }
+    }
+}
