@@ -41,6 +41,15 @@ struct RegistryTests {
             #expect(!settings.allowsPlainHTTP("registry.example.com"))
         }
 
+        @Test func insecureRegistriesComeFromDaemonJSON() throws {
+            let directory = try TemporaryDirectory()
+            try #"{"insecure-registries": ["lab.example:5000"]}"#.write(
+                toFile: directory.path + "/daemon.json", atomically: true, encoding: .utf8)
+            let settings = RegistrySettings(configDirectory: directory.path)
+            #expect(settings.allowsPlainHTTP("lab.example:5000"))
+            #expect(!settings.allowsPlainHTTP("other.example:5000"))
+        }
+
         @Test func savedLoginsAreDockerShapedAndPrivate() throws {
             let directory = try TemporaryDirectory()
             let store = CredentialStore(directory: directory.path + "/config")
@@ -140,6 +149,33 @@ struct RegistryTests {
             let pulled = try client.pull(try Reference(parsing: "\(registry.name)/team/copy:v1"), into: fresh)
             #expect(pulled.manifestDigest == image.manifestDigest)
             #expect(try fresh.verifiedBytes(image.layer.digest) == source.verifiedBytes(image.layer.digest))
+        }
+
+        @Test func anIndexPullsThisPlatformsManifest() throws {
+            let registry = try LocalRegistry()
+            defer { registry.stop() }
+            let scratch = try TemporaryDirectory()
+            let source = BlobStore(root: scratch.path + "/source")
+            let image = try TestImage(from: try smallTree(in: scratch), in: source, scratch: scratch)
+            let index = Index(manifests: [
+                Descriptor(
+                    mediaType: MediaType.ociManifest, digest: image.manifestDigest, size: Int64(image.manifestBytes.count),
+                    platform: .current)
+            ])
+            let indexBytes = try [UInt8](JSONEncoder().encode(index))
+            let client = RegistryClient(registry: registry.name, settings: RegistrySettings(configDirectory: scratch.path + "/config"))
+            let reference = try Reference(parsing: "\(registry.name)/multi/app:1")
+            let indexDigest = try client.push(manifestBytes: indexBytes, mediaType: MediaType.ociIndex, from: source, to: reference)
+
+            let fresh = BlobStore(root: scratch.path + "/fresh")
+            let pulled = try client.pull(reference, into: fresh)
+            #expect(pulled.indexDigest == indexDigest)
+            #expect(pulled.manifestDigest == image.manifestDigest)
+            #expect(try fresh.verifiedBytes(indexDigest) == indexBytes)
+            let other = try #require(throws: SkiffError.self) {
+                try client.pull(reference, into: fresh, platform: Platform(architecture: "s390x"))
+            }
+            #expect(other.message.contains("no image for linux/s390x") && other.message.contains(Platform.current.description))
         }
 
         @Test func aCorruptedBlobIsDetectedAndNotStored() throws {
