@@ -9,7 +9,7 @@ SHELL := /bin/bash
 DEBIAN_PACKAGES := busybox-static gcc libc6-dev pkg-config libseccomp-dev libcap-dev libarchive-dev \
 	util-linux iproute2 iputils-ping nftables iptables \
 	docker.io containerd runc hyperfine \
-	docker-registry skopeo umoci apache2-utils openssl
+	docker-registry skopeo umoci apache2-utils openssl libcurl4-openssl-dev
 SAMPLE := rootfs-samples/build/busybox
 # Warnings are errors here, as in CI (DESIGN.md §6).
 SWIFT_BUILD_FLAGS := -Xswiftc -warnings-as-errors

@@ -34,6 +34,8 @@ let package = Package(
         .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
         .systemLibrary(name: "CCap", pkgConfig: "libcap", providers: [.apt(["libcap-dev"])]),
         .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
+        // HTTP(S) for the registry client, with per-registry CA files (see Sources/CCurl/shim.h).
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
 
         .target(name: "SkiffKernel", dependencies: ["CSkiff"]),
         .target(name: "SkiffNamespaces", dependencies: ["SkiffKernel"]),
@@ -46,7 +48,9 @@ let package = Package(
         // OCI images: content store, manifests and configs, image layouts and docker archives, registries.
         .target(
             name: "SkiffImage",
-            dependencies: ["SkiffKernel", "SkiffJSON", "SkiffLayers", "CArchive", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: [
+                "SkiffKernel", "SkiffJSON", "SkiffLayers", "CArchive", "CCurl", .product(name: "Crypto", package: "swift-crypto"),
+            ]
         ),
         // The one place that composes the layers: an OCI bundle -> ContainerPlan -> a container.
         .target(
@@ -68,7 +72,7 @@ let package = Package(
         .target(
             name: "SkiffCommands",
             dependencies: [
-                "SkiffKernel", "SkiffJSON", "SkiffRuntime", "SkiffSecurity",
+                "SkiffKernel", "SkiffJSON", "SkiffRuntime", "SkiffSecurity", "SkiffImage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
