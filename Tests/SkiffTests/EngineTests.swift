@@ -33,7 +33,7 @@ struct RunPlanTests {
         }
         let spec = try spec(config)
         #expect(spec.process?.args == ["/bin/app", "--serve"])
-        #expect(spec.process?.env == [RunPlan.defaultPath, "MODE=prod", "HOSTNAME=0123456789ab"])
+        #expect(spec.process?.env == [ImageProcess.defaultPath, "MODE=prod", "HOSTNAME=0123456789ab"])
         #expect(spec.process?.cwd == "/srv")
         #expect(spec.process?.user.uid == 33 && spec.process?.user.gid == 33 && spec.process?.user.additionalGids == [50])
         #expect(spec.process?.capabilities?.effective == [], "a non-root user keeps no capabilities")
