@@ -2,17 +2,17 @@
 import SkiffKernel
 
 /// Small, symlink-safe file-tree helpers: nothing here follows a symlink.
-enum FileTree {
-    static func lstatInfo(_ path: String) -> stat? {
+public enum FileTree {
+    public static func lstatInfo(_ path: String) -> stat? {
         var info = stat()
         return lstat(path, &info) == 0 ? info : nil
     }
 
-    static func isDirectory(_ info: stat) -> Bool { info.st_mode & S_IFMT == S_IFDIR }
+    public static func isDirectory(_ info: stat) -> Bool { info.st_mode & S_IFMT == S_IFDIR }
 
     /// Removes `path` and everything below it, never following symlinks and never leaving the
     /// filesystem `path` is on: a mount point below is an error, not something to empty.
-    static func remove(_ path: String) throws(SyscallError) {
+    public static func remove(_ path: String) throws(SyscallError) {
         guard let root = lstatInfo(path) else { return }
         try remove(path, info: root, device: root.st_dev)
     }
