@@ -56,7 +56,8 @@ public enum ImageArchive {
                 let source = "\(directory)/\(try memberComponents(hardLink, in: path, limits: limits).joined(separator: "/"))"
                 unlink(target)
                 guard link(source, target) == 0 else {
-                    throw SkiffError(.invalidInput, "archive \(path): \"\(name)\" is a hard link to \"\(hardLink)\", which is not earlier in it")
+                    throw SkiffError(
+                        .invalidInput, "archive \(path): \"\(name)\" is a hard link to \"\(hardLink)\", which is not earlier in it")
                 }
                 continue
             }
@@ -70,7 +71,8 @@ public enum ImageArchive {
             case SK_AE_IFLNK:
                 symlinks.append((components.joined(separator: "/"), archive_entry_symlink(entry).map { String(cString: $0) } ?? ""))
             default:
-                throw SkiffError(.invalidInput, "archive \(path): \"\(name)\" is not a file, directory or link; an image archive holds none")
+                throw SkiffError(
+                    .invalidInput, "archive \(path): \"\(name)\" is not a file, directory or link; an image archive holds none")
             }
         }
         try resolve(symlinks, in: directory, archive: path)
@@ -264,7 +266,8 @@ public enum ImageArchive {
             let status = archive_read_next_header(reader, &entry)
             if status == ARCHIVE_EOF { break }
             guard status >= ARCHIVE_WARN else {
-                throw SkiffError(.invalidInput, "\(path) is not a tar archive, or is damaged after \(entries) entries: \(libarchiveError(reader))")
+                throw SkiffError(
+                    .invalidInput, "\(path) is not a tar archive, or is damaged after \(entries) entries: \(libarchiveError(reader))")
             }
             entries += 1
             guard archive_read_data_skip(reader) >= ARCHIVE_WARN else {

@@ -229,7 +229,8 @@ public struct ImageStore: Sendable {
             }
             if let (id, manifests) = matches.first {
                 guard manifests.count == 1 else {
-                    throw SkiffError(.invalidInput, "image \(id.short) is stored under \(manifests.count) manifests: name one with NAME@DIGEST")
+                    throw SkiffError(
+                        .invalidInput, "image \(id.short) is stored under \(manifests.count) manifests: name one with NAME@DIGEST")
                 }
                 return manifests[0]
             }
@@ -278,7 +279,9 @@ public struct ImageStore: Sendable {
             let removals = try updateState { (state: inout State) throws(SkiffError) -> [Removal] in
                 var removals: [Removal] = []
                 let manifestDigest: Digest
-                if let reference = try? Reference(parsing: text), reference.digest == nil, let digest = state.references[Self.key(reference)] {
+                if let reference = try? Reference(parsing: text), reference.digest == nil,
+                    let digest = state.references[Self.key(reference)]
+                {
                     state.references[Self.key(reference)] = nil
                     removals.append(.untagged(reference))
                     manifestDigest = digest
@@ -347,7 +350,8 @@ public struct ImageStore: Sendable {
         guard diffIDs.count == image.manifest.layers.count else {
             throw SkiffError(
                 .invalidInput,
-                "image \(image.id.short) is inconsistent: its manifest has \(image.manifest.layers.count) layers, its config \(diffIDs.count)")
+                "image \(image.id.short) is inconsistent: its manifest has \(image.manifest.layers.count) layers, its config \(diffIDs.count)"
+            )
         }
         return try withLease { () throws(SkiffError) -> [String] in
             var directories: [String] = []
@@ -358,7 +362,8 @@ public struct ImageStore: Sendable {
                 progress(LayerProgress(digest: layer.digest, size: layer.size, state: .unpacking))
                 let blob = blobs.path(of: layer.digest)
                 guard blobs.contains(layer.digest) else {
-                    throw SkiffError(.invalidInput, "layer \(layer.digest) of image \(image.id.short) is missing from the store: load it again")
+                    throw SkiffError(
+                        .invalidInput, "layer \(layer.digest) of image \(image.id.short) is missing from the store: load it again")
                 }
                 let diffID = try ImageArchive.diffID(of: blob, mediaType: layer.mediaType)
                 let index = directories.count - 1

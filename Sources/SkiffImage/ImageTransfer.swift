@@ -75,7 +75,8 @@ extension ImageStore {
             let diffIDs = config.rootfs.diff_ids
             guard diffIDs.count == entry.Layers.count else {
                 throw SkiffError(
-                    .invalidInput, "\(label): \(entry.Config) lists \(diffIDs.count) layers but manifest.json \(entry.Layers.count); refused")
+                    .invalidInput,
+                    "\(label): \(entry.Config) lists \(diffIDs.count) layers but manifest.json \(entry.Layers.count); refused")
             }
             let configDigest = try blobs.put(configBytes)
             var layers: [Descriptor] = []
@@ -96,7 +97,8 @@ extension ImageStore {
                 } else {
                     let actual = try ImageArchive.diffID(of: path, mediaType: mediaType)
                     guard actual == diffID else {
-                        throw SkiffError(.invalidInput, "\(label): layer \(name) is \(actual) uncompressed, but the config says \(diffID); refused")
+                        throw SkiffError(
+                            .invalidInput, "\(label): layer \(name) is \(actual) uncompressed, but the config says \(diffID); refused")
                     }
                     digest = try ingest(path, expected: nil, move: move, label: "\(label): layer \(name)")
                     progress(LayerProgress(digest: digest, size: size, state: .loading))
@@ -117,7 +119,9 @@ extension ImageStore {
         return loaded
     }
 
-    private func loadLayout(_ directory: String, label: String, move: Bool, progress: (LayerProgress) -> Void) throws(SkiffError) -> [Loaded] {
+    private func loadLayout(_ directory: String, label: String, move: Bool, progress: (LayerProgress) -> Void) throws(SkiffError)
+        -> [Loaded]
+    {
         let marker = try decodeFile(ImageLayoutMarker.self, directory + "/oci-layout", label: "\(label): oci-layout")
         guard marker.imageLayoutVersion.hasPrefix("1.") else {
             throw SkiffError(.invalidInput, "\(label): OCI image layout version \(marker.imageLayoutVersion) is not supported (1.x is)")
@@ -127,7 +131,8 @@ extension ImageStore {
         for entry in index.manifests {
             var descriptor = entry
             if MediaType.indexes.contains(descriptor.mediaType) {
-                let nested = try decodeDocument(Index.self, try layoutDocument(descriptor, in: directory, label: label), label: "\(label): index")
+                let nested = try decodeDocument(
+                    Index.self, try layoutDocument(descriptor, in: directory, label: label), label: "\(label): index")
                 descriptor = try nested.manifest(for: .current)
             }
             guard MediaType.manifests.contains(descriptor.mediaType) else {
@@ -192,7 +197,9 @@ extension ImageStore {
         _ path: String, as reference: Reference?, created: Date = Date(), platform: Platform = .current,
         progress: (LayerProgress) -> Void = { _ in }
     ) throws(SkiffError) -> Loaded {
-        guard regularFileSize(path) != nil else { throw SkiffError(.invalidInput, "\(path) is not a file: give a tar of a root filesystem") }
+        guard regularFileSize(path) != nil else {
+            throw SkiffError(.invalidInput, "\(path) is not a file: give a tar of a root filesystem")
+        }
         try ImageArchive.checkTar(path)
         return try withLease { () throws(SkiffError) -> Loaded in
             let mediaType = ImageArchive.layerMediaType(of: path)
@@ -271,7 +278,8 @@ extension ImageStore {
                     Layers: image.manifest.layers.map { "blobs/sha256/\($0.digest.hex)" }))
             for digest in [image.manifestDigest, image.id] + image.manifest.layers.map(\.digest) where !blobDigests.contains(digest) {
                 guard blobs.contains(digest) else {
-                    throw SkiffError(.invalidInput, "blob \(digest) of image \(image.id.short) is missing from the store: load the image again")
+                    throw SkiffError(
+                        .invalidInput, "blob \(digest) of image \(image.id.short) is missing from the store: load the image again")
                 }
                 blobDigests.append(digest)
             }
