@@ -92,18 +92,21 @@ extension ImageStore {
                 if mediaType == MediaType.ociLayer {
                     // Uncompressed: the digest is the diff id, checked while the blob is stored.
                     digest = diffID
-                    progress(LayerProgress(digest: digest, size: size, state: blobs.contains(digest) ? .alreadyExists : .loading))
-                    if !blobs.contains(digest) { try ingest(path, expected: diffID, move: move, label: "\(label): layer \(name)") }
                 } else {
                     let actual = try ImageArchive.diffID(of: path, mediaType: mediaType)
                     guard actual == diffID else {
                         throw SkiffError(
                             .invalidInput, "\(label): layer \(name) is \(actual) uncompressed, but the config says \(diffID); refused")
                     }
-                    digest = try ingest(path, expected: nil, move: move, label: "\(label): layer \(name)")
-                    progress(LayerProgress(digest: digest, size: size, state: .loading))
+                    digest = try BlobStore.digest(ofFile: path)
                 }
-                progress(LayerProgress(digest: digest, size: size, state: .done))
+                if blobs.contains(digest) {
+                    progress(LayerProgress(digest: digest, size: size, state: .alreadyExists))
+                } else {
+                    progress(LayerProgress(digest: digest, size: size, state: .loading))
+                    try ingest(path, expected: digest, move: move, label: "\(label): layer \(name)")
+                    progress(LayerProgress(digest: digest, size: size, state: .done))
+                }
                 let descriptor = Descriptor(mediaType: mediaType, digest: digest, size: size)
                 layersDone[name] = descriptor
                 layers.append(descriptor)
