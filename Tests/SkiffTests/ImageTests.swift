@@ -433,6 +433,213 @@ struct ImageTests {
     }
 }
 
+extension ImageTests {
+    /// The two layer fixtures as one two-layer image, written as a docker archive directory
+    /// whose layers are the gzip fixtures (docker load accepts compressed layer files too).
+    static func twoLayerArchive(in directory: String, name: String) throws -> String {
+        let archive = "\(directory)/\(name)"
+        try FileManager.default.createDirectory(atPath: archive, withIntermediateDirectories: true)
+        var diffIDs: [String] = []
+        for layer in ["base", "change"] {
+            try FileManager.default.copyItem(atPath: "\(layerFixtures)/\(layer).tar.gz", toPath: "\(archive)/\(layer).tar.gz")
+            let gunzip = try Tool.run(try #require(Tool.find("sh")), ["-c", "gzip -dc '\(archive)/\(layer).tar.gz' | sha256sum"])
+            diffIDs.append("\"sha256:\(gunzip.output.prefix(64))\"")
+        }
+        let config = """
+            {"architecture":"\(Platform.current.architecture)","os":"linux","config":{"Cmd":["/bin/sh"]},\
+            "rootfs":{"type":"layers","diff_ids":[\(diffIDs.joined(separator: ","))]},\
+            "history":[{"created_by":"ADD base"},{"created_by":"ENV X=1","empty_layer":true},{"created_by":"ADD change"}]}
+            """
+        try config.write(toFile: archive + "/config.json", atomically: false, encoding: .utf8)
+        try #"[{"Config":"config.json","RepoTags":["fixtures/two:1"],"Layers":["base.tar.gz","change.tar.gz"]}]"#
+            .write(toFile: archive + "/manifest.json", atomically: false, encoding: .utf8)
+        return archive
+    }
+
+    @Test(
+        "unpack: one directory per chain id, whiteouts as 0/0 devices and opaque directories marked, shared by images on the same layers",
+        .enabled(if: Host.isRoot, "whiteouts are device nodes: needs root"))
+    func unpackSharedLayers() throws {
+        let fixture = try Fixture()
+        defer { fixture.cleanUp() }
+        let store = fixture.store
+        _ = try store.load(try Self.twoLayerArchive(in: fixture.scratch.path, name: "two"))
+        let image = try store.resolve("fixtures/two:1")
+        #expect(image.manifest.layers.map(\.mediaType) == [MediaType.ociLayerGzip, MediaType.ociLayerGzip])
+        var events: [LayerProgress.State] = []
+        let directories = try store.unpack(image) { events.append($0.state) }
+        #expect(directories == image.chainIDs.map(store.layerDirectory(for:)))
+        #expect(events == [.unpacking, .done, .unpacking, .done])
+        let whiteout = try #require(FileTree.lstatInfo(directories[1] + "/data/old"))
+        #expect(Whiteout.isWhiteout(whiteout), "data/.wh.old became a 0/0 character device")
+        #expect(Files.xattr(directories[1] + "/docs", Whiteout.OpaqueXattr.trusted.rawValue) == "y", "root's overlayfs reads trusted.*")
+        #expect(try String(contentsOfFile: directories[0] + "/etc/app.conf", encoding: .utf8).contains("version=1"))
+        #expect(try String(contentsOfFile: directories[1] + "/etc/app.conf", encoding: .utf8).contains("version=2"))
+        #expect(try Files.names(in: store.layersDirectory) == image.chainIDs.map(\.hex).sorted(), "no temporary directory is left")
+
+        let history = store.history(of: image)
+        #expect(history.map(\.createdBy) == ["ADD change", "ENV X=1", "ADD base"])
+        #expect(history.map(\.size) == [image.manifest.layers[1].size, 0, image.manifest.layers[0].size])
+        #expect(history.map(\.imageID) == [image.id, nil, nil])
+
+        // An image on the base layer alone shares its directory, and keeps it when the other goes.
+        let base = try store.importTar(Self.layerFixtures + "/base.tar.gz", as: try Reference(parsing: "fixtures/base:1"))
+        #expect(try store.unpack(try store.resolve("fixtures/base:1")) == [directories[0]])
+        _ = try store.remove("fixtures/two:1")
+        #expect(Files.isDirectory(directories[0]) == true && !Files.exists(directories[1]))
+        #expect(try store.resolve(base.id.hex).id == base.id)
+    }
+
+    @Test("unpack refuses a layer whose content is not the diff id its config claims: shared layer directories cannot be poisoned")
+    func unpackChecksDiffIDs() throws {
+        let fixture = try Fixture()
+        defer { fixture.cleanUp() }
+        let store = fixture.store
+        let honest = try store.resolve(try store.importTar(Self.layerFixtures + "/change.tar.gz", as: nil).id.hex)
+        // A config that claims the base layer's diff id for the change layer's blob.
+        let gunzip = try Tool.run(try #require(Tool.find("sh")), ["-c", "gzip -dc '\(Self.layerFixtures)/base.tar.gz' | sha256sum"])
+        var config = honest.config
+        config.rootfs.diff_ids = [try SkiffImage.Digest("sha256:" + gunzip.output.prefix(64))]
+        let configBytes = try ImageStore.encode(config)
+        let manifest = Manifest(
+            config: Descriptor(mediaType: MediaType.ociConfig, digest: try store.blobs.put(configBytes), size: Int64(configBytes.count)),
+            layers: honest.manifest.layers)
+        try store.add(manifest: try store.blobs.put(try ImageStore.encode(manifest)), references: [try Reference(parsing: "liar:1")])
+        #expect {
+            try store.unpack(try store.resolve("liar:1"))
+        } throws: { error in
+            "\(error)".contains("but its config says")
+        }
+        #expect(!Files.exists(store.layerDirectory(for: config.rootfs.diff_ids[0])), "nothing unpacked under the claimed chain id")
+    }
+
+    @Test("an OCI layout with a multi-platform index loads this machine's image, and says which platforms it has when none fits")
+    func platformIndex() throws {
+        let fixture = try Fixture()
+        defer { fixture.cleanUp() }
+        let imported = try fixture.store.importTar(Self.layerFixtures + "/base.tar.gz", as: try Reference(parsing: "multi:1"))
+        let layout = fixture.scratch.path + "/layout"
+        try fixture.store.save(["multi:1"], to: layout, asDirectory: true)
+        try FileManager.default.removeItem(atPath: layout + "/manifest.json")
+        let manifestSize = try #require(fixture.store.blobs.size(of: imported.manifestDigest))
+        func writeIndex(_ platforms: [Platform]) throws {
+            let nested = Index(
+                manifests: platforms.map {
+                    Descriptor(mediaType: MediaType.ociManifest, digest: imported.manifestDigest, size: manifestSize, platform: $0)
+                })
+            let bytes = try ImageStore.encode(nested)
+            let digest = SkiffImage.Digest(of: bytes)
+            try Data(bytes).write(to: URL(fileURLWithPath: "\(layout)/blobs/sha256/\(digest.hex)"))
+            var entry = Descriptor(mediaType: MediaType.ociIndex, digest: digest, size: Int64(bytes.count))
+            entry.annotations = [LayoutAnnotation.imageName: "docker.io/library/multi:2"]
+            try Data(try ImageStore.encode(Index(manifests: [entry]))).write(to: URL(fileURLWithPath: layout + "/index.json"))
+        }
+        try writeIndex([Platform(architecture: "s390x"), .current])
+        let other = fixture.otherStore("other")
+        #expect(try other.load(layout).map(\.id) == [imported.id])
+        #expect(try other.resolve("multi:2").manifestDigest == imported.manifestDigest)
+
+        try writeIndex([Platform(architecture: "s390x"), Platform(architecture: "ppc64le")])
+        #expect {
+            try fixture.otherStore("third").load(layout)
+        } throws: { error in
+            "\(error)".contains("linux/s390x, linux/ppc64le")
+        }
+    }
+
+    @Test("concurrent skiff processes never lose a name: twenty parallel tags all land")
+    func concurrentTags() throws {
+        let fixture = try Fixture()
+        defer { fixture.cleanUp() }
+        let skiff = try Host.executable("skiff")
+        let root = fixture.store.root
+        _ = try fixture.store.importTar(Self.layerFixtures + "/base.tar.gz", as: try Reference(parsing: "race:0"))
+        let processes = try (1...20).map { number in
+            try Started(skiff, ["--root", root, "tag", "race:0", "race:\(number)"])
+        }
+        let outcomes = processes.map { $0.finish() }
+        #expect(outcomes.allSatisfy { $0.status == 0 }, "\(outcomes.map(\.stderr))")
+        let tags = try fixture.store.resolve("race:0").references.compactMap(\.tag)
+        #expect(Set(tags) == Set((0...20).map { "\($0)" }), "every name written under the lock survives")
+    }
+
+    /// Docker and Skiff exchange images both ways: a dockerd of the test's own (temporary data
+    /// root, exec root and socket; no bridge, no iptables; vfs storage).
+    @Suite(
+        "docker save and docker load interop", .serialized,
+        .enabled(if: Host.isRoot && Tool.find("dockerd") != nil && Tool.find("docker") != nil, "needs root and docker.io"))
+    struct DockerInterop {
+        @Test("docker save output loads into Skiff with Docker's image id; Skiff's save loads into docker, which runs it")
+        func dockerSaveAndLoad() throws {
+            let fixture = try Fixture()
+            let root = fixture.scratch.path + "/docker"
+            try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+            let config = #"{"iptables": false, "bridge": "none", "storage-driver": "vfs"}"#
+            try config.write(toFile: root + "/daemon.json", atomically: false, encoding: .utf8)
+            let socket = "unix://\(root)/docker.sock"
+            let daemon = try Started(
+                try #require(Tool.find("dockerd")),
+                [
+                    "--data-root", root + "/data", "--exec-root", root + "/exec", "--pidfile", root + "/docker.pid", "-H", socket,
+                    "--config-file", root + "/daemon.json",
+                ])
+            defer {
+                daemon.process.terminate()
+                _ = daemon.finish(seconds: 30)
+                fixture.cleanUp()
+                for hierarchy in (try? Files.names(in: "/sys/fs/cgroup")) ?? [] { rmdir("/sys/fs/cgroup/\(hierarchy)/docker") }
+            }
+            let docker = try #require(Tool.find("docker"))
+            func run(_ arguments: [String]) throws -> Tool.Result {
+                try Tool.run(docker, ["-H", socket] + arguments, environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=\(root)"])
+            }
+            var ready = false
+            for _ in 0..<300 where !ready {
+                ready = (try? run(["version"]))?.status == 0
+                if !ready { usleep(100_000) }
+            }
+            try #require(ready, "dockerd started")
+
+            // Docker -> Skiff.
+            let tarball = try ImageTests.sampleTar(in: fixture.scratch.path)
+            #expect(try run(["import", tarball, "from-docker:1"]).status == 0)
+            let dockerID = try run(["image", "inspect", "--format", "{{.Id}}", "from-docker:1"]).output
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            let saved = fixture.scratch.path + "/docker-save.tar"
+            let save = try run(["save", "-o", saved, "from-docker:1"])
+            try #require(save.status == 0, "\(save.errorOutput)")
+            let loaded = try fixture.store.load(saved)
+            #expect(try loaded.map(\.id.description) == [dockerID] && loaded.first?.references == [Reference(parsing: "from-docker:1")])
+            #expect(try fixture.store.unpack(try fixture.store.resolve("from-docker:1")).count == 1)
+
+            // Skiff -> Docker: a plain layer made by Docker, and the gzip layers of the fixtures.
+            try fixture.store.tag("from-docker:1", as: "from-skiff:1")
+            _ = try fixture.store.load(try ImageTests.twoLayerArchive(in: fixture.scratch.path, name: "two"))
+            let archive = fixture.scratch.path + "/skiff-save.tar"
+            try fixture.store.save(["from-skiff:1", "fixtures/two:1"], to: archive)
+            let load = try run(["load", "-i", archive])
+            #expect(load.status == 0, "\(load.errorOutput)")
+            #expect(
+                load.output.contains("Loaded image: from-skiff:1") && load.output.contains("Loaded image: fixtures/two:1"), "\(load.output)"
+            )
+            let twoID = try fixture.store.resolve("fixtures/two:1").id
+            #expect(try run(["image", "inspect", "--format", "{{.Id}}", "fixtures/two:1"]).output == "\(twoID)\n")
+            #expect(try run(["image", "inspect", "--format", "{{.Id}}", "from-skiff:1"]).output == "\(dockerID)\n")
+            // The fixtures have no shell: read what docker stacked with docker cp.
+            let created = try run(["create", "--network", "none", "fixtures/two:1", "/bin/sh"])
+            #expect(created.status == 0, "\(created.errorOutput)")
+            let container = created.output.trimmingCharacters(in: .whitespacesAndNewlines)
+            let copied = fixture.scratch.path + "/app.conf"
+            #expect(try run(["cp", "\(container):/etc/app.conf", copied]).status == 0)
+            #expect(try String(contentsOfFile: copied, encoding: .utf8).contains("version=2"), "docker stacked Skiff's two layers")
+            #expect(try run(["cp", "\(container):/data/old", fixture.scratch.path + "/old"]).status != 0, "the whiteout hides data/old")
+            #expect(try run(["rm", container]).status == 0)
+            let hello = try run(["run", "--rm", "--network", "none", "from-skiff:1", "/bin/sh", "-c", "echo hello from skiff"])
+            #expect(hello.status == 0 && hello.output == "hello from skiff\n", "\(hello.errorOutput)")
+        }
+    }
+}
+
 /// A value shared with a store's `layersInUse` closure.
 final class SharedValue<Value>: @unchecked Sendable {
     private var value: Value
