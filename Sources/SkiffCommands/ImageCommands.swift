@@ -147,15 +147,32 @@ struct SaveCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "save",
         abstract: "Write images to a tar that docker load, skopeo and umoci read (an OCI layout with Docker's manifest.json).",
-        discussion: "If the output is a directory, or ends with /, the OCI layout is written as a directory.")
+        discussion:
+            "Without -o the tar goes to standard output. If the output is a directory, or ends with /, the layout is written as a directory."
+    )
     @OptionGroup var global: SkiffOptions
-    @Option(name: .shortAndLong, help: "The file to write.") var output: String
+    @Option(name: .shortAndLong, help: "The file to write (default: standard output).") var output: String?
     @Argument(help: "Images: names or ids.") var images: [String]
 
     func run() throws {
         try global.perform {
+            let store = global.store
+            guard let output else {
+                // As docker: a tar on a terminal is noise, and likely a mistake.
+                guard isatty(STDOUT_FILENO) == 0 else {
+                    throw SkiffError(.invalidInput, "refusing to write a tar to a terminal: use -o FILE or redirect standard output")
+                }
+                try store.withTemporaryFile("save") { (path: String) throws(SkiffError) in
+                    try store.save(images, to: path)
+                    let fd = open(path, O_RDONLY | O_CLOEXEC)
+                    guard fd >= 0 else { throw SkiffError(.setupFailed, "cannot read \(path)", cause: SyscallError("open", path: path)) }
+                    defer { close(fd) }
+                    try ImageStore.copy(from: fd, named: path, to: STDOUT_FILENO, named: "standard output")
+                }
+                return
+            }
             let asDirectory = output.hasSuffix("/") || Files.isDirectory(output) == true
-            try global.store.save(images, to: output, asDirectory: asDirectory)
+            try store.save(images, to: output, asDirectory: asDirectory)
         }
     }
 }
@@ -164,13 +181,17 @@ struct LoadCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "load", abstract: "Load images from a docker save archive or an OCI layout (tar or directory).")
     @OptionGroup var global: SkiffOptions
-    @Option(name: .shortAndLong, help: "The archive to read.") var input: String
+    @Option(name: .shortAndLong, help: "The archive to read (default: standard input).") var input: String?
     @Flag(name: .shortAndLong, help: "Print no progress.") var quiet = false
 
     func run() throws {
         try global.perform {
+            let store = global.store
             let progress = LayerProgressPrinter(quiet: quiet)
-            for image in try global.store.load(input, progress: progress.show) {
+            let loaded = try fromFileOrStandardInput(input, store: store, purpose: "load") { (path: String) throws(SkiffError) in
+                try store.load(path, progress: progress.show)
+            }
+            for image in loaded {
                 if image.references.isEmpty {
                     print("Loaded image ID: \(image.id)")
                 } else {
@@ -185,14 +206,33 @@ struct ImportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "import", abstract: "Make a one-layer image from a root filesystem tar (plain, gzip or zstd).")
     @OptionGroup var global: SkiffOptions
-    @Argument(help: "The tar file.") var file: String
+    @Argument(help: "The tar file, or - for standard input.") var file: String
     @Argument(help: "The image's name, NAME[:TAG].") var name: String?
 
     func run() throws {
         try global.perform {
+            let store = global.store
             let reference = try name.map { try Reference(parsing: $0) }
-            print(try global.store.importTar(file, as: reference).id)
+            let imported = try fromFileOrStandardInput(file == "-" ? nil : file, store: store, purpose: "import") {
+                (path: String) throws(SkiffError) in try store.importTar(path, as: reference)
+            }
+            print(imported.id)
         }
+    }
+}
+
+/// Runs `body` on `path`, or, when there is none, on a copy of standard input (refused when
+/// standard input is a terminal: nobody types a tar).
+func fromFileOrStandardInput<Result>(
+    _ path: String?, store: ImageStore, purpose: String, _ body: (String) throws(SkiffError) -> Result
+) throws(SkiffError) -> Result {
+    if let path { return try body(path) }
+    guard isatty(STDIN_FILENO) == 0 else {
+        throw SkiffError(.invalidInput, "\(purpose) reads standard input, which is a terminal: give a file (-i FILE) or pipe one in")
+    }
+    return try store.withTemporaryFile(purpose) { (file: String) throws(SkiffError) -> Result in
+        try collectStandardInput(into: file)
+        return try body(file)
     }
 }
 
@@ -237,6 +277,13 @@ struct LayerProgressPrinter {
         var bytes = Array(text.utf8)
         bytes.withUnsafeMutableBytes { _ = write(STDOUT_FILENO, $0.baseAddress, $0.count) }
     }
+}
+
+private func collectStandardInput(into file: String) throws(SkiffError) {
+    let fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+    guard fd >= 0 else { throw SkiffError(.setupFailed, "cannot create \(file)", cause: SyscallError("open", path: file)) }
+    defer { close(fd) }
+    try ImageStore.copy(from: STDIN_FILENO, named: "standard input", to: fd, named: file)
 }
 
 /// Columns padded as Docker's tabwriter does: each as wide as its widest cell, three spaces apart.

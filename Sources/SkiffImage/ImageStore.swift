@@ -107,7 +107,13 @@ public struct ImageStore: Sendable {
         var images: [Digest] = []
     }
 
-    static func key(_ reference: Reference) -> String { "\(reference.registry)/\(reference.repository):\(reference.tag ?? "latest")" }
+    /// `registry/repository:tag`, or `registry/repository@digest` for an image pulled by digest
+    /// (Docker's RepoDigests), which lists with the tag `<none>`.
+    static func key(_ reference: Reference) -> String {
+        let name = "\(reference.registry)/\(reference.repository)"
+        if let digest = reference.digest { return name + (reference.tag.map { ":" + $0 } ?? "") + "@\(digest)" }
+        return name + ":" + (reference.tag ?? "latest")
+    }
 
     func readState() throws(SkiffError) -> State {
         guard Files.exists(referencesFile) else { return State() }
@@ -212,7 +218,7 @@ public struct ImageStore: Sendable {
     func resolveManifest(_ text: String, in state: State) throws(SkiffError) -> Digest {
         if let reference = try? Reference(parsing: text) {
             if let digest = reference.digest, state.images.contains(digest) { return digest }
-            if reference.digest == nil, let digest = state.references[Self.key(reference)] { return digest }
+            if let digest = state.references[Self.key(reference)] { return digest }
         }
         let prefix = text.hasPrefix("sha256:") ? String(text.dropFirst(7)) : text
         if !prefix.isEmpty, prefix.utf8.count <= 64, prefix.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }) {
@@ -289,7 +295,7 @@ public struct ImageStore: Sendable {
                 } else {
                     manifestDigest = try resolveManifest(text, in: state)
                     let names = state.references.filter { $0.value == manifestDigest }.keys.sorted()
-                    let repositories = Set(names.map { String($0[..<$0.lastIndex(of: ":")!]) })
+                    let repositories = Set(names.compactMap { try? Reference(parsing: $0) }.map { "\($0.registry)/\($0.repository)" })
                     guard repositories.count <= 1 || force else {
                         throw SkiffError(
                             .invalidInput,
@@ -314,6 +320,7 @@ public struct ImageStore: Sendable {
     /// Removes blobs and unpacked layers that no image (or container, per `layersInUse`) needs.
     /// Call with the exclusive gc lock held.
     func collectGarbage() throws(SkiffError) {
+        sweepStale()
         let state = try readState()
         var liveBlobs: Set<Digest> = []
         var liveLayers = layersInUse()
@@ -334,6 +341,27 @@ public struct ImageStore: Sendable {
                 try FileTree.remove("\(layersDirectory)/\(name)")
             } catch {
                 throw SkiffError(.setupFailed, "cannot remove the unused layer \(layersDirectory)/\(name)", cause: error)
+            }
+        }
+    }
+
+    /// Removes what a skiff killed mid-way left behind: staging directories in `ROOT/tmp`,
+    /// half-unpacked layers `ROOT/layers/.tmp-CHAINID-PID` and half-copied blobs
+    /// `ROOT/images/ingest/copy-PID-N`, each named after its process; only those whose process
+    /// is gone. Downloads (`HEX.partial`) stay: a pull resumes from them.
+    func sweepStale() {
+        let places: [(directory: String, prefix: (String) -> String?)] = [
+            (temporaryDirectory, { name in name.split(separator: "-").dropFirst().first.map(String.init) }),
+            (layersDirectory, { name in name.hasPrefix(".tmp-") ? name.split(separator: "-").last.map(String.init) : nil }),
+            (
+                blobs.root + "/ingest",
+                { name in name.hasPrefix("copy-") ? name.split(separator: "-").dropFirst().first.map(String.init) : nil }
+            ),
+        ]
+        for (directory, ownerOf) in places {
+            for name in (try? Files.names(in: directory)) ?? [] {
+                guard let owner = ownerOf(name).flatMap({ Int32($0) }), owner != getpid(), !ProcFS().isRunning(owner) else { continue }
+                try? FileTree.remove("\(directory)/\(name)")
             }
         }
     }
@@ -379,8 +407,7 @@ public struct ImageStore: Sendable {
                 } catch {
                     throw SkiffError(.setupFailed, "cannot clear \(temporary)", cause: error)
                 }
-                var applier = LayerApplier(opaqueXattr: opaqueXattr)
-                applier.asRoot = geteuid() == 0
+                let applier = LayerApplier(opaqueXattr: opaqueXattr)
                 do {
                     _ = try applier.apply(blob, to: temporary)
                     // Another skiff may have finished the same layer meanwhile: then keep its copy.

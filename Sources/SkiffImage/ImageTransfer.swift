@@ -353,6 +353,11 @@ extension ImageStore {
         let output = open(target, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o644)
         guard output >= 0 else { throw SkiffError(.setupFailed, "cannot create \(target)", cause: SyscallError("open", path: target)) }
         defer { close(output) }
+        try copy(from: input, named: source, to: output, named: target)
+    }
+
+    /// Copies everything readable from `input` to `output` (files, pipes, standard streams).
+    public static func copy(from input: Int32, named source: String, to output: Int32, named target: String) throws(SkiffError) {
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
         while true {
             let count = buffer.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
@@ -363,6 +368,15 @@ extension ImageStore {
             }
             try writeAll(output, buffer, count: count, path: target)
         }
+    }
+
+    /// Runs `body` with the path of a new, empty file in the store's scratch space (on the
+    /// store's filesystem), removed afterwards: where standard input is collected for `load` and
+    /// `import`, and where `save` writes before the archive goes to standard output.
+    public func withTemporaryFile<Result>(_ purpose: String, _ body: (String) throws(SkiffError) -> Result) throws(SkiffError) -> Result {
+        let directory = try makeTemporaryDirectory(purpose)
+        defer { try? FileTree.remove(directory) }
+        return try body(directory + "/file")
     }
 
     /// A file named inside an archive, as a path under the directory it was unpacked into.

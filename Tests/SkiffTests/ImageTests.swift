@@ -163,6 +163,46 @@ struct ImageTests {
         #expect(throws: SkiffError.self) { try store.remove("app:change") }
     }
 
+    @Test("leftovers of a killed skiff (staging, half-unpacked layers, half-copied blobs) are swept; downloads to resume are kept")
+    func staleLeftoversSwept() throws {
+        let fixture = try Fixture()
+        defer { fixture.cleanUp() }
+        let store = fixture.store
+        _ = try store.importTar(Self.layerFixtures + "/base.tar.gz", as: try Reference(parsing: "a:1"))
+        _ = try store.importTar(Self.layerFixtures + "/change.tar.gz", as: try Reference(parsing: "b:1"))
+        // A process that has ended: its pid names the leftovers.
+        let gone = try Started(try #require(Tool.find("true")), [])
+        let pid = gone.pid
+        _ = gone.finish()
+        let stale = [
+            "\(store.temporaryDirectory)/load-\(pid)-abcdef", "\(store.layersDirectory)/.tmp-\(String(repeating: "1", count: 64))-\(pid)",
+            "\(store.blobs.root)/ingest/copy-\(pid)-42",
+        ]
+        let live = [
+            "\(store.temporaryDirectory)/load-\(getpid())-abcdef",
+            "\(store.blobs.root)/ingest/\(String(repeating: "2", count: 64)).partial",
+        ]
+        for path in stale + live { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }
+        _ = try store.remove("b:1")
+        #expect(stale.allSatisfy { !Files.exists($0) }, "a dead process's leftovers are removed")
+        #expect(live.allSatisfy { Files.exists($0) }, "a live process's staging and a resumable download stay")
+        #expect(try store.images().map(\.references) == [[try Reference(parsing: "a:1")]])
+    }
+
+    @Test("an image recorded under NAME@DIGEST resolves by it, lists with the tag <none>, and goes with rmi NAME@DIGEST")
+    func digestReferences() throws {
+        let fixture = try Fixture()
+        defer { fixture.cleanUp() }
+        let store = fixture.store
+        let image = try store.importTar(Self.layerFixtures + "/base.tar.gz", as: nil)
+        let pinned = try Reference(parsing: "localhost:5000/pinned@\(image.manifestDigest)")
+        try store.add(manifest: image.manifestDigest, references: [pinned])
+        #expect(try store.resolve(pinned.description).id == image.id)
+        #expect(try store.resolve("localhost:5000/pinned@\(image.manifestDigest)").references == [pinned])
+        #expect(try store.remove(pinned.description) == [.untagged(pinned), .deleted(image.id)])
+        #expect(try store.images().isEmpty)
+    }
+
     @Test("an unpacked layer a container still uses survives rmi; an id prefix matching two images is refused as ambiguous")
     func layersInUseAndAmbiguity() throws {
         let inUse = SharedValue<Set<SkiffImage.Digest>>([])
@@ -415,6 +455,16 @@ struct ImageTests {
         let load = try run(["--root", root + "2", "load", "-i", archive])
         #expect(load.status == 0 && load.output.contains("Loaded image: sample:1"), "\(load.output) \(load.errorOutput)")
         #expect(load.output.contains(": done"), "plain progress lines when stdout is not a terminal")
+
+        // Pipes, as with docker: save to standard output, load and import from standard input.
+        let sh = try #require(Tool.find("sh"))
+        let piped = try Tool.run(sh, ["-c", "'\(skiff)' --root '\(root)' save sample:1 | '\(skiff)' --root '\(root)3' load -q"])
+        #expect(piped.status == 0 && piped.output == "Loaded image: sample:1\n", "\(piped.errorOutput)")
+        let stdinImport = try Tool.run(sh, ["-c", "'\(skiff)' --root '\(root)3' import - piped:1 < '\(tarball)'"])
+        #expect(stdinImport.status == 0 && stdinImport.output.hasPrefix("sha256:"), "\(stdinImport.errorOutput)")
+        #expect(
+            try ImageStore(root: root + "3").resolve("piped:1").manifest.layers
+                == ImageStore(root: root).resolve("sample:1").manifest.layers)
 
         let removal = try run(["--root", root, "rmi", "sample:1", "localhost:5000/sample:2"])
         #expect(removal.output == "Untagged: sample:1\nUntagged: localhost:5000/sample:2\nDeleted: \(id)\n")
