@@ -130,7 +130,8 @@ struct InspectCommand: ParsableCommand {
                 let image = try global.store.resolve(name)
                 result.append(
                     ImageInspection(
-                        Id: image.id, RepoTags: image.references.map(\.description), RepoDigests: [], Created: image.config.created,
+                        Id: image.id, RepoTags: image.references.filter { $0.digest == nil }.map(\.description),
+                        RepoDigests: image.references.filter { $0.digest != nil }.map(\.description), Created: image.config.created,
                         Author: image.config.author, Architecture: image.config.architecture, Variant: image.config.variant,
                         Os: image.config.os, Config: image.config.config,
                         RootFS: .init(Type: image.config.rootfs.type, Layers: image.config.rootfs.diff_ids), Size: image.size,

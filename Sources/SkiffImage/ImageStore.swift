@@ -393,8 +393,11 @@ public struct ImageStore: Sendable {
                     throw SkiffError(
                         .invalidInput, "layer \(layer.digest) of image \(image.id.short) is missing from the store: load it again")
                 }
-                let diffID = try ImageArchive.diffID(of: blob, mediaType: layer.mediaType)
                 let index = directories.count - 1
+                // An uncompressed blob's diff id is its digest, which the blob store checked when
+                // it came in: no need to read it twice.
+                let uncompressed = layer.mediaType == MediaType.ociLayer || layer.mediaType == MediaType.dockerLayer
+                let diffID = uncompressed ? layer.digest : try ImageArchive.diffID(of: blob, mediaType: layer.mediaType)
                 guard diffID == diffIDs[index] else {
                     throw SkiffError(
                         .invalidInput,
