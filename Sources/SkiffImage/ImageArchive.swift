@@ -19,8 +19,12 @@ public enum ImageArchive {
         public init() {}
     }
 
-    /// Unpacks the archive at `path` into `directory`, which must be new and empty.
+    /// Unpacks the archive at `path` into `directory`, which is made if missing and should be
+    /// new and empty: a fresh staging directory of the caller's.
     public static func extract(_ path: String, to directory: String, limits: Limits = Limits()) throws(SkiffError) {
+        guard mkdir(directory, 0o700) == 0 || errno == EEXIST else {
+            throw SkiffError(.setupFailed, "cannot unpack \(path)", cause: SyscallError("mkdir", path: directory))
+        }
         guard let reader = archive_read_new() else { throw SkiffError(.setupFailed, "libarchive: cannot allocate a reader") }
         defer { archive_read_free(reader) }
         archive_read_support_filter_all(reader)

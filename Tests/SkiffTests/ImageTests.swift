@@ -365,6 +365,74 @@ struct ImageTests {
         }
     }
 
+    @Test("archives are bounded: too many entries, too many bytes, and oversized JSON documents are refused")
+    func boundedArchives() throws {
+        let fixture = try Fixture()
+        defer { fixture.cleanUp() }
+        let archive = fixture.scratch.path + "/many.tar"
+        try Self.tar(archive, ["a": "1", "b": "2", "c": "3", "d": String(repeating: "x", count: 5000)])
+        var few = ImageArchive.Limits()
+        few.maxEntries = 3
+        try ImageArchive.extract(archive, to: fixture.scratch.path + "/all")
+        #expect(try Files.names(in: fixture.scratch.path + "/all") == ["a", "b", "c", "d"], "within the default limits")
+        #expect {
+            try ImageArchive.extract(archive, to: fixture.scratch.path + "/few", limits: few)
+        } throws: { error in
+            "\(error)".contains("more than 3 entries")
+        }
+        var small = ImageArchive.Limits()
+        small.maxTotalBytes = 4096
+        #expect {
+            try ImageArchive.extract(archive, to: fixture.scratch.path + "/small", limits: small)
+        } throws: { error in
+            "\(error)".contains("holds more than")
+        }
+        let huge = fixture.scratch.path + "/huge"
+        try FileManager.default.createDirectory(atPath: huge, withIntermediateDirectories: true)
+        try Data(repeating: 0x20, count: ImageStore.maxDocumentBytes + 1).write(to: URL(fileURLWithPath: huge + "/manifest.json"))
+        #expect {
+            try fixture.store.load(huge)
+        } throws: { error in
+            "\(error)".contains("manifest.json is not a file of at most 8 MiB")
+        }
+    }
+
+    @Test("import of a zstd tar stores it as is with the zstd media type, and its diff id is that of the tar inside")
+    func importZstd() throws {
+        let zstd = try #require(Tool.find("zstd"), "apt-get install zstd")
+        let fixture = try Fixture()
+        defer { fixture.cleanUp() }
+        let tar = fixture.scratch.path + "/rootfs.tar"
+        try Self.tar(tar, ["etc/hostname": "zstd\n"])
+        #expect(try Tool.run(zstd, ["-q", tar, "-o", tar + ".zst"]).status == 0)
+        let imported = try fixture.store.importTar(tar + ".zst", as: try Reference(parsing: "zstd:1"))
+        let image = try fixture.store.resolve(imported.id.hex)
+        #expect(image.manifest.layers.map(\.mediaType) == [MediaType.ociLayerZstd])
+        #expect(image.config.rootfs.diff_ids.map(\.description) == [try sha256(of: tar)])
+        let directory = try fixture.store.unpack(image)[0]
+        #expect(try String(contentsOfFile: directory + "/etc/hostname", encoding: .utf8) == "zstd\n")
+    }
+
+    @Test("skiff load on a terminal shows one line per layer that updates in place")
+    func terminalProgress() throws {
+        let script = try #require(Tool.find("script"), "util-linux's script gives the command a terminal")
+        let fixture = try Fixture()
+        defer { fixture.cleanUp() }
+        let skiff = try Host.executable("skiff")
+        _ = try fixture.store.load(try Self.twoLayerArchive(in: fixture.scratch.path, name: "two"))
+        let archive = fixture.scratch.path + "/two.tar"
+        try fixture.store.save(["fixtures/two:1"], to: archive)
+        let root = fixture.scratch.path + "/tty"
+        let result = try Tool.run(script, ["-q", "-e", "-c", "'\(skiff)' --root '\(root)' load -i '\(archive)'", "/dev/null"])
+        #expect(result.status == 0, "\(result.output)")
+        let layers = try fixture.store.resolve("fixtures/two:1").manifest.layers
+        for layer in layers {
+            #expect(result.output.contains("\(layer.digest.short): Loading"), "\(result.output)")
+            #expect(result.output.contains("\r\u{1B}[K\(layer.digest.short): Loaded"), "the line is rewritten in place")
+        }
+        #expect(result.output.contains("Loaded image: fixtures/two:1"))
+    }
+
     @Test("a corrupted blob is refused and not stored; a blob changed inside the store is reported, never used")
     func corruptedBlobs() throws {
         let fixture = try Fixture()
