@@ -280,6 +280,113 @@ public enum ImageArchive {
         }
     }
 
+    /// Writes the filesystem that the layer tars `layers` (bottom first) make when stacked, as one
+    /// plain tar without whiteouts: what `docker export` gives, and what `import` takes back.
+    /// Layers are read top first; an entry is written unless a layer above wrote the same path,
+    /// deleted it or a parent (`.wh.NAME`), or made a parent opaque (`.wh..wh..opq`), as
+    /// overlayfs would show it (OCI image spec, layer.md, "Whiteouts").
+    public static func flatten(layers: [String], to output: String) throws(SkiffError) {
+        let temporary = "\(output).skiff-\(getpid())"
+        do {
+            try flatten(layers: layers, temporary: temporary)
+            guard rename(temporary, output) == 0 else { throw SyscallError("rename", path: output) }
+        } catch let error as SkiffError {
+            unlink(temporary)
+            throw error
+        } catch {
+            unlink(temporary)
+            throw SkiffError(.setupFailed, "cannot write \(output)", cause: error)
+        }
+    }
+
+    private static func flatten(layers: [String], temporary: String) throws {
+        guard let writer = archive_write_new() else { throw SkiffError(.setupFailed, "libarchive: cannot allocate a writer") }
+        defer { archive_write_free(writer) }
+        archive_write_set_format_pax_restricted(writer)
+        archive_write_add_filter_none(writer)
+        guard archive_write_open_filename(writer, temporary) == ARCHIVE_OK else {
+            throw SkiffError(.setupFailed, "cannot create \(temporary): \(libarchiveError(writer))")
+        }
+        var writtenBy: [String: Int] = [:]  // path -> the layer whose entry was written
+        var deleted: Set<String> = []  // hidden with everything below
+        var opaque: Set<String> = []  // everything below hidden, the directory itself kept
+        for (index, layer) in layers.enumerated().reversed() {
+            var deletedHere: [String] = []
+            var opaqueHere: [String] = []
+            try forEachEntry(of: layer) { reader, entry, components throws in
+                let path = components.joined(separator: "/")
+                let parent = components.dropLast().joined(separator: "/")
+                let name = components.last!
+                if name == Whiteout.opaqueMarker {
+                    opaqueHere.append(parent)
+                    return
+                }
+                if name.hasPrefix(Whiteout.prefix) {
+                    deletedHere.append((parent.isEmpty ? "" : parent + "/") + name.dropFirst(Whiteout.prefix.count))
+                    return
+                }
+                var prefix = ""
+                for (depth, component) in components.enumerated() {
+                    prefix += (depth == 0 ? "" : "/") + component
+                    if deleted.contains(prefix) || (depth < components.count - 1 && opaque.contains(prefix)) { return }
+                }
+                guard writtenBy[path] == nil else { return }
+                if let target = archive_entry_hardlink(entry).map({ String(cString: $0) }) {
+                    // The link's target must be this layer's own file, not an upper layer's.
+                    let targetPath = try memberComponents(target, in: layer).joined(separator: "/")
+                    guard writtenBy[targetPath] == index else {
+                        throw SkiffError(
+                            .invalidInput, "cannot flatten \(layer): hard link \(path) to \(target), which a layer above replaced")
+                    }
+                    archive_entry_set_hardlink(entry, targetPath)
+                }
+                writtenBy[path] = index
+                archive_entry_set_pathname(entry, path + (archive_entry_filetype(entry) & SK_AE_IFMT == SK_AE_IFDIR ? "/" : ""))
+                guard archive_write_header(writer, entry) == ARCHIVE_OK else {
+                    throw SkiffError(.setupFailed, "cannot write \(path): \(libarchiveError(writer))")
+                }
+                var buffer = [UInt8](repeating: 0, count: 1 << 16)
+                while true {
+                    let count = buffer.withUnsafeMutableBytes { archive_read_data(reader, $0.baseAddress, $0.count) }
+                    if count == 0 { break }
+                    guard count > 0 else { throw SkiffError(.invalidInput, "layer \(layer) is damaged: \(libarchiveError(reader))") }
+                    guard buffer.withUnsafeBytes({ archive_write_data(writer, $0.baseAddress, count) }) == count else {
+                        throw SkiffError(.setupFailed, "cannot write \(path): \(libarchiveError(writer))")
+                    }
+                }
+            }
+            deleted.formUnion(deletedHere)
+            opaque.formUnion(opaqueHere)
+        }
+        guard archive_write_close(writer) == ARCHIVE_OK else {
+            throw SkiffError(.setupFailed, "cannot finish \(temporary): \(libarchiveError(writer))")
+        }
+    }
+
+    /// Calls `body` with each entry of the layer tar at `path` and its checked name components;
+    /// the layer's root (`./`) is skipped.
+    private static func forEachEntry(
+        of path: String, _ body: (_ reader: OpaquePointer, _ entry: OpaquePointer, _ components: [String]) throws -> Void
+    ) throws {
+        guard let reader = archive_read_new() else { throw SkiffError(.setupFailed, "libarchive: cannot allocate a reader") }
+        defer { archive_read_free(reader) }
+        archive_read_support_filter_all(reader)
+        archive_read_support_format_tar(reader)
+        guard archive_read_open_filename(reader, path, 65536) == ARCHIVE_OK else {
+            throw SkiffError(.invalidInput, "cannot read the layer \(path): \(libarchiveError(reader))")
+        }
+        var entry: OpaquePointer?
+        while true {
+            let status = archive_read_next_header(reader, &entry)
+            if status == ARCHIVE_EOF { return }
+            guard status >= ARCHIVE_WARN, let entry else {
+                throw SkiffError(.invalidInput, "layer \(path) is damaged: \(libarchiveError(reader))")
+            }
+            let components = try memberComponents(archive_entry_pathname(entry).map { String(cString: $0) } ?? "", in: path)
+            if !components.isEmpty { try body(reader, entry, components) }
+        }
+    }
+
     /// The compression a layer blob starts with, by its magic bytes (RFC 1952 for gzip, RFC 8878
     /// for zstd), and the media type that says so.
     public static func layerMediaType(of path: String) -> String {

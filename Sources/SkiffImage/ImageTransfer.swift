@@ -227,6 +227,16 @@ extension ImageStore {
         }
     }
 
+    /// The image's filesystem as one plain tar, its layers stacked and whiteouts applied (the
+    /// inverse of `importTar`; a container's export adds its own layer on top the same way).
+    public func exportRootfs(_ image: StoredImage, to path: String) throws(SkiffError) {
+        let layers = image.manifest.layers.map { blobs.path(of: $0.digest) }
+        for layer in image.manifest.layers where !blobs.contains(layer.digest) {
+            throw SkiffError(.invalidInput, "layer \(layer.digest) of image \(image.id.short) is missing from the store: load it again")
+        }
+        try withLease { () throws(SkiffError) in try ImageArchive.flatten(layers: layers, to: path) }
+    }
+
     /// RFC 3339 in UTC, as image configs write times.
     static func timestamp(_ date: Date) -> String {
         let formatter = ISO8601DateFormatter()

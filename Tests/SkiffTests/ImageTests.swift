@@ -608,6 +608,32 @@ extension ImageTests {
         #expect(try store.resolve(base.id.hex).id == base.id)
     }
 
+    @Test("export: the image's layers flattened into one tar, whiteouts applied, which import takes back as a one-layer image")
+    func exportFlattens() throws {
+        let fixture = try Fixture()
+        defer { fixture.cleanUp() }
+        let store = fixture.store
+        _ = try store.load(try Self.twoLayerArchive(in: fixture.scratch.path, name: "two"))
+        let exported = fixture.scratch.path + "/rootfs.tar"
+        try store.exportRootfs(try store.resolve("fixtures/two:1"), to: exported)
+        // Read back by GNU tar, not by the code under test.
+        let tar = try #require(Tool.find("tar"))
+        let listing = try Tool.run(tar, ["-tf", exported])
+        let names = Set(listing.output.split(separator: "\n").map { $0.hasSuffix("/") ? String($0.dropLast()) : String($0) })
+        #expect(names.isSuperset(of: ["etc/app.conf", "etc/new.conf", "etc/motd", "data/keep", "docs/c.txt"]), "\(names)")
+        #expect(names.isDisjoint(with: ["data/old", "docs/a.txt", "docs/b.txt"]), "deleted and opaque-hidden files are gone")
+        #expect(!names.contains { $0.contains(".wh.") }, "no whiteout entries")
+        let unpacked = fixture.scratch.path + "/unpacked"
+        try FileManager.default.createDirectory(atPath: unpacked, withIntermediateDirectories: true)
+        #expect(try Tool.run(tar, ["-C", unpacked, "-xf", exported]).status == 0)
+        #expect(
+            try String(contentsOfFile: unpacked + "/etc/app.conf", encoding: .utf8).contains("version=2"), "the upper layer's file wins")
+
+        let flat = try store.importTar(exported, as: try Reference(parsing: "fixtures/flat:1"))
+        let image = try store.resolve(flat.id.hex)
+        #expect(try image.manifest.layers.count == 1 && image.config.rootfs.diff_ids.map(\.description) == [sha256(of: exported)])
+    }
+
     @Test("unpack refuses a layer whose content is not the diff id its config claims: shared layer directories cannot be poisoned")
     func unpackChecksDiffIDs() throws {
         let fixture = try Fixture()
