@@ -167,7 +167,8 @@ public struct ImageStore: Sendable {
     }
 
     /// Runs `body` while no garbage collection can run: what it stores survives until it is named.
-    /// Loading, importing, pulling and unpacking go through here.
+    /// Loading, importing, pulling and unpacking go through here. Leases nest, but `remove` must
+    /// not be called inside one: its exclusive lock would wait for this process's own lease.
     public func withLease<Result>(_ body: () throws(SkiffError) -> Result) throws(SkiffError) -> Result {
         try withFileLock("\(root)/gc.lock", LOCK_SH, body)
     }
@@ -285,9 +286,7 @@ public struct ImageStore: Sendable {
             let removals = try updateState { (state: inout State) throws(SkiffError) -> [Removal] in
                 var removals: [Removal] = []
                 let manifestDigest: Digest
-                if let reference = try? Reference(parsing: text), reference.digest == nil,
-                    let digest = state.references[Self.key(reference)]
-                {
+                if let reference = try? Reference(parsing: text), let digest = state.references[Self.key(reference)] {
                     state.references[Self.key(reference)] = nil
                     removals.append(.untagged(reference))
                     manifestDigest = digest
@@ -350,7 +349,7 @@ public struct ImageStore: Sendable {
     /// `ROOT/images/ingest/copy-PID-N`, each named after its process; only those whose process
     /// is gone. Downloads (`HEX.partial`) stay: a pull resumes from them.
     func sweepStale() {
-        let places: [(directory: String, prefix: (String) -> String?)] = [
+        let places: [(directory: String, ownerOf: (String) -> String?)] = [
             (temporaryDirectory, { name in name.split(separator: "-").dropFirst().first.map(String.init) }),
             (layersDirectory, { name in name.hasPrefix(".tmp-") ? name.split(separator: "-").last.map(String.init) : nil }),
             (

@@ -39,7 +39,8 @@ extension ImageStore {
 
     /// `docker load`: reads a `docker save` archive, or an OCI image layout as a tar or a
     /// directory, and stores every image in it under the names it carries. Every blob is checked
-    /// against its digest, and every layer against the config's diff id, before it is named.
+    /// against its digest before it is named; a docker archive's layers, which have no digest of
+    /// their own there, against the config's diff ids (an OCI layout's are checked on unpack).
     public func load(_ path: String, progress: (LayerProgress) -> Void = { _ in }) throws(SkiffError) -> [Loaded] {
         try withLease { () throws(SkiffError) -> [Loaded] in
             if Files.isDirectory(path) == true { return try loadDirectory(path, label: path, move: false, progress: progress) }
