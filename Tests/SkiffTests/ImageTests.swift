@@ -512,6 +512,9 @@ struct ImageTests {
         #expect(lines.contains { $0.hasPrefix("localhost:5000/sample ") && $0.contains(" 2 ") })
         #expect(try run(["--root", root, "images", "-q", "--no-trunc"]).output == "\(id)\n\(id)\n")
 
+        let filtered = try run(["--root", root, "images", "localhost:5000/sample"]).output.split(separator: "\n")
+        #expect(filtered.count == 2 && filtered[1].hasPrefix("localhost:5000/sample "), "only the repository asked for: \(filtered)")
+
         let history = try run(["--root", root, "history", "sample:1"])
         #expect(history.output.contains("skiff import") && history.output.contains("imported from busybox.tar"))
         let inspect = try run(["--root", root, "inspect", "sample:1"])
