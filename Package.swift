@@ -22,7 +22,7 @@ let package = Package(
     name: "skiff",
     platforms: [.macOS(.v13)],
     products: lessons.map { .executable(name: "lesson" + $0.folder, targets: ["lesson" + $0.folder]) }
-        + [.executable(name: "skiff-runtime", targets: ["skiff-runtime"])],
+        + [.executable(name: "skiff-runtime", targets: ["skiff-runtime"]), .executable(name: "skiff", targets: ["skiff"])],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
@@ -77,6 +77,8 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "skiff-runtime", dependencies: ["SkiffCommands"]),
+        // The engine's command line (images now; containers with the engine).
+        .executableTarget(name: "skiff", dependencies: ["SkiffCommands"]),
         // The lesson contract shared by every lesson executable: --explain, --step, -- CMD, exit codes.
         .target(
             name: "SkiffLesson",

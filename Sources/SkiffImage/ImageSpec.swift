@@ -9,10 +9,12 @@ public enum MediaType {
     public static let ociConfig = "application/vnd.oci.image.config.v1+json"
     public static let ociLayerGzip = "application/vnd.oci.image.layer.v1.tar+gzip"
     public static let ociLayer = "application/vnd.oci.image.layer.v1.tar"
+    public static let ociLayerZstd = "application/vnd.oci.image.layer.v1.tar+zstd"
     public static let dockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
     public static let dockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
     public static let dockerConfig = "application/vnd.docker.container.image.v1+json"
     public static let dockerLayerGzip = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    public static let dockerLayer = "application/vnd.docker.image.rootfs.diff.tar"
 
     /// Media types of a single-platform manifest.
     public static let manifests: Set<String> = [ociManifest, dockerManifest]

@@ -3,12 +3,12 @@ import SkiffKernel
 
 /// Small, symlink-safe file-tree helpers: nothing here follows a symlink.
 public enum FileTree {
-    static func lstatInfo(_ path: String) -> stat? {
+    public static func lstatInfo(_ path: String) -> stat? {
         var info = stat()
         return lstat(path, &info) == 0 ? info : nil
     }
 
-    static func isDirectory(_ info: stat) -> Bool { info.st_mode & S_IFMT == S_IFDIR }
+    public static func isDirectory(_ info: stat) -> Bool { info.st_mode & S_IFMT == S_IFDIR }
 
     /// Removes `path` and everything below it, never following symlinks and never leaving the
     /// filesystem `path` is on: a mount point below is an error, not something to empty.
