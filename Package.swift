@@ -16,6 +16,7 @@ let lessons: [(folder: String, layers: [Target.Dependency])] = [
     ("09-init-layer", ["SkiffNamespaces", "SkiffRootfs", "SkiffNetwork", "SkiffCgroups", "SkiffLayers"]),
     ("10-veth-bridge", ["SkiffNamespaces", "SkiffRootfs", "SkiffNetwork", "SkiffCgroups", "SkiffLayers"]),
     ("11-security", ["SkiffNamespaces", "SkiffRootfs", "SkiffNetwork", "SkiffCgroups", "SkiffLayers", "SkiffSecurity"]),
+    ("12-images", ["SkiffNamespaces", "SkiffRootfs", "SkiffNetwork", "SkiffCgroups", "SkiffLayers", "SkiffSecurity", "SkiffImage"]),
 ]
 
 let package = Package(
@@ -72,7 +73,7 @@ let package = Package(
         .target(
             name: "SkiffCommands",
             dependencies: [
-                "SkiffKernel", "SkiffJSON", "SkiffRuntime", "SkiffSecurity", "SkiffImage",
+                "SkiffKernel", "SkiffJSON", "SkiffRuntime", "SkiffSecurity", "SkiffImage", "SkiffEngine", "SkiffRootfs",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -4,11 +4,9 @@ import Foundation
 import SkiffImage
 import SkiffKernel
 
-/// Options every registry command shares: where blobs go and where logins and CAs live.
-/// (The `skiff` root command will pass its `--root` here once the image store exists.)
+/// Options every registry command shares: the store (`--root`), and where logins and CAs live.
 public struct RegistryOptions: ParsableArguments {
-    @Option(help: "The blob store directory (default: $SKIFF_ROOT/images, else /var/lib/skiff/images).")
-    var root: String = (ProcessInfo.processInfo.environment["SKIFF_ROOT"] ?? "/var/lib/skiff") + "/images"
+    @OptionGroup var global: SkiffOptions
     @Option(help: "The client config directory: config.json, daemon.json, certs.d (default: $SKIFF_CONFIG, else ~/.skiff).")
     var config: String = RegistrySettings.defaultConfigDirectory
     @Option(help: "A registry (HOST[:PORT]) that may be reached over plain HTTP; repeat.")
@@ -17,20 +15,11 @@ public struct RegistryOptions: ParsableArguments {
     public init() {}
 
     var settings: RegistrySettings { RegistrySettings(configDirectory: config, insecureRegistries: Set(insecureRegistry)) }
-    var store: BlobStore { BlobStore(root: root) }
 
-    /// Runs `body`, printing a SkiffError as `skiff: MESSAGE` and exiting with its status.
-    func perform(_ body: () throws -> Void) throws {
-        do {
-            try body()
-        } catch let error as SkiffError {
-            printToStandardError("skiff: \(error)")
-            throw ExitCode(error.exitStatus)
-        }
-    }
+    func perform(_ body: () throws -> Void) throws { try global.perform(body) }
 }
 
-/// `skiff pull NAME[:TAG|@DIGEST]`.
+/// `skiff pull NAME[:TAG|@DIGEST]`: the image's blobs into the store, then its name.
 public struct Pull: ParsableCommand {
     public static let configuration = CommandConfiguration(commandName: "pull", abstract: "Download an image from a registry.")
     @OptionGroup var options: RegistryOptions
@@ -43,10 +32,10 @@ public struct Pull: ParsableCommand {
         try options.perform {
             let reference = try Reference(parsing: image)
             let wanted = try platform.map { text throws(SkiffError) in try Platform(parsing: text) } ?? .current
-            let display = ProgressDisplay(verb: "Pull")
             if reference.digest == nil { print("\(reference.tag ?? "latest"): Pulling from \(reference.familiarName)") }
+            let display = ProgressDisplay(verb: "Pull")
             let client = RegistryClient(registry: reference.registry, settings: options.settings)
-            let pulled = try client.pull(reference, into: options.store, platform: wanted, progress: display.report)
+            let pulled = try options.global.store.pull(reference, with: client, platform: wanted, progress: display.report)
             display.finish()
             print("Digest: \(pulled.indexDigest ?? pulled.manifestDigest)")
             print("Status: Downloaded image for \(reference)")
@@ -54,32 +43,33 @@ public struct Pull: ParsableCommand {
     }
 }
 
-/// `skiff push NAME[:TAG] --manifest DIGEST`: until the image store exists, the manifest to
-/// push is named by its digest in the blob store.
+/// `skiff push NAME[:TAG]`: the image stored under that name, to the registry the name says.
 public struct Push: ParsableCommand {
     public static let configuration = CommandConfiguration(commandName: "push", abstract: "Upload an image to a registry.")
     @OptionGroup var options: RegistryOptions
-    @Option(help: "The digest of the manifest (or index) in the blob store to push.") var manifest: String
     @Option(help: "A repository of the same registry that has the layers: mount them instead of uploading.") var mountFrom: String?
     @Option(help: "Upload blobs larger than this many bytes in chunks of this size.") var chunkSize: Int64 = 16 << 20
-    @Argument(help: "The destination, NAME[:TAG].") var image: String
+    @Argument(help: "The image, NAME[:TAG], as `skiff tag` named it.") var image: String
 
     public init() {}
 
     public func run() throws {
         try options.perform {
             let reference = try Reference(parsing: image)
-            let store = options.store
-            let digest = try Digest(manifest)
-            let bytes = try store.verifiedBytes(digest)
-            struct Typed: Decodable { var mediaType: String? }
-            let mediaType = (try? JSONDecoder().decode(Typed.self, from: Data(bytes)))?.mediaType ?? MediaType.ociManifest
+            let store = options.global.store
+            let stored: StoredImage
+            do {
+                stored = try store.resolve(image)
+            } catch {
+                throw SkiffError(.invalidInput, "no image named \(reference) to push: give it that name first with skiff tag IMAGE \(reference)")
+            }
+            let bytes = try store.blobs.verifiedBytes(stored.manifestDigest)
             print("The push refers to repository [\(reference.registry)/\(reference.repository)]")
             let display = ProgressDisplay(verb: "Push")
             let client = RegistryClient(registry: reference.registry, settings: options.settings)
             let pushed = try client.push(
-                manifestBytes: bytes, mediaType: mediaType, from: store, to: reference, mountFrom: mountFrom, chunkSize: chunkSize,
-                progress: display.report)
+                manifestBytes: bytes, mediaType: stored.manifest.mediaType ?? MediaType.ociManifest, from: store.blobs, to: reference,
+                mountFrom: mountFrom, chunkSize: chunkSize, progress: display.report)
             display.finish()
             print("\(reference.tag ?? "latest"): digest: \(pushed) size: \(bytes.count)")
         }

@@ -12,11 +12,13 @@ public struct SkiffCommand: ParsableCommand {
         ImagesCommand.self, TagCommand.self, RemoveImageCommand.self, HistoryCommand.self, InspectCommand.self,
         SaveCommand.self, LoadCommand.self, ImportCommand.self, ExportCommand.self,
     ]
+    static let registryCommands: [any ParsableCommand.Type] = [Pull.self, Push.self, Login.self, Logout.self]
+    static let containerCommands: [any ParsableCommand.Type] = [ContainerRunCommand.self]
 
     public static let configuration = CommandConfiguration(
         commandName: "skiff",
         abstract: "A container engine with Docker's commands: images, and (soon) containers.",
-        subcommands: imageCommands)
+        subcommands: containerCommands + imageCommands + registryCommands)
 
     @OptionGroup var global: SkiffOptions
 

@@ -64,19 +64,20 @@ public struct ImageStore: Sendable {
     public let blobs: BlobStore
     /// How unpacked layers mark opaque directories: overlayfs reads `trusted.overlay.*` when root
     /// mounts it in the initial user namespace (the engine's case), `user.overlay.*` only with
-    /// `userxattr` inside a user namespace (lessons 08-11), and only root may set trusted.*.
-    public let opaqueXattr: Whiteout.OpaqueXattr
+    /// `userxattr` inside a user namespace (lessons 08-12), and only root may set trusted.*. As
+    /// root the store sets both, so the engine and lesson 12 share the same unpacked layers.
+    public let opaqueXattrs: [Whiteout.OpaqueXattr]
     /// Chain ids of layers that containers still use; the engine supplies it so that removing
     /// an image never pulls a layer from under a container.
     public let layersInUse: @Sendable () -> Set<Digest>
 
     public init(
-        root: String = ImageStore.defaultRoot, opaqueXattr: Whiteout.OpaqueXattr = geteuid() == 0 ? .trusted : .user,
+        root: String = ImageStore.defaultRoot, opaqueXattrs: [Whiteout.OpaqueXattr] = geteuid() == 0 ? [.trusted, .user] : [.user],
         layersInUse: @escaping @Sendable () -> Set<Digest> = { [] }
     ) {
         self.root = root
         blobs = BlobStore(root: root + "/images")
-        self.opaqueXattr = opaqueXattr
+        self.opaqueXattrs = opaqueXattrs
         self.layersInUse = layersInUse
     }
 
@@ -409,7 +410,7 @@ public struct ImageStore: Sendable {
                 } catch {
                     throw SkiffError(.setupFailed, "cannot clear \(temporary)", cause: error)
                 }
-                let applier = LayerApplier(opaqueXattr: opaqueXattr)
+                let applier = LayerApplier(opaqueXattrs: opaqueXattrs)
                 do {
                     _ = try applier.apply(blob, to: temporary)
                     // Another skiff may have finished the same layer meanwhile: then keep its copy.

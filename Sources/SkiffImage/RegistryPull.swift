@@ -209,3 +209,17 @@ private final class ParallelState: @unchecked Sendable {
     var next = 0
     var error: SkiffError?
 }
+
+extension ImageStore {
+    /// Pulls `reference` with `client` into this store and names it: blobs and name under one
+    /// lease, so that a concurrent `rmi` cannot collect blobs that are stored but not yet named.
+    public func pull(
+        _ reference: Reference, with client: RegistryClient, platform: Platform = .current, progress: BlobProgress? = nil
+    ) throws(SkiffError) -> PulledImage {
+        try withLease { () throws(SkiffError) -> PulledImage in
+            let pulled = try client.pull(reference, into: blobs, platform: platform, progress: progress)
+            try add(manifest: pulled.manifestDigest, references: [reference])
+            return pulled
+        }
+    }
+}

@@ -29,13 +29,20 @@ public struct LayerApplier {
         public var opaqueDirectories = 0
     }
 
-    public let opaqueXattr: Whiteout.OpaqueXattr
+    /// The xattrs an opaque directory gets: one for the overlay that will use the layer, or
+    /// both for a layer shared by overlays mounted by root (trusted.*) and in user namespaces
+    /// (user.* with userxattr); each overlay reads only its own.
+    public let opaqueXattrs: [Whiteout.OpaqueXattr]
     public var limits = Limits()
     /// Owners and device nodes need root; without it files keep our own uid.
     public var asRoot = geteuid() == 0
 
     public init(opaqueXattr: Whiteout.OpaqueXattr) {
-        self.opaqueXattr = opaqueXattr
+        opaqueXattrs = [opaqueXattr]
+    }
+
+    public init(opaqueXattrs: [Whiteout.OpaqueXattr]) {
+        self.opaqueXattrs = opaqueXattrs
     }
 
     /// Applies the layer `archive` into `directory` (created if missing).
@@ -100,7 +107,7 @@ public struct LayerApplier {
         let type = archive_entry_filetype(entry) & SK_AE_IFMT
 
         if last == Whiteout.opaqueMarker {
-            try LinuxSyscalls().perform(.setxattr(parent, name: opaqueXattr.rawValue, value: "y"))
+            for xattr in opaqueXattrs { try LinuxSyscalls().perform(.setxattr(parent, name: xattr.rawValue, value: "y")) }
             report.opaqueDirectories += 1
             return
         }
