@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import SkiffEngine
@@ -70,5 +71,61 @@ struct RunPlanTests {
         options = RunOptions(command: ["true"])
         options.user = "nobody-here"
         #expect(throws: SkiffError.self) { try spec(image { _ in }, options) }
+    }
+}
+
+extension RealTests {
+    /// Issue #8 end to end: an image made here travels through a real registry into a fresh
+    /// store and runs there, with `skiff run --rm` and with lesson 12.
+    @Suite(
+        "images: push, pull into a fresh store, run",
+        .enabled(if: FileManager.default.isExecutableFile(atPath: LocalRegistry.program), "needs Debian's docker-registry (make deps)"))
+    struct ImageRunTests {
+        @Test("an image pushed to a registry is pulled into a fresh store, runs with skiff run --rm and lesson 12, and leaves nothing")
+        func pushPullRun() throws {
+            let registry = try LocalRegistry()
+            defer { registry.stop() }
+            let scratch = try TemporaryDirectory()
+            func skiff(_ root: String, _ arguments: [String]) throws -> Outcome {
+                try Started(Host.executable("skiff"), ["--root", scratch.path + "/" + root] + arguments).finish()
+            }
+            let name = "\(registry.name)/lab/busybox:1"
+            let tarball = try ImageTests.sampleTar(in: scratch.path)
+            #expect(try skiff("source", ["import", tarball, "busybox:sample"]).status == 0)
+            #expect(try skiff("source", ["tag", "busybox:sample", name]).status == 0)
+            let pushed = try skiff("source", ["push", name])
+            #expect(pushed.status == 0, "\(pushed.stderr)")
+
+            let pulled = try skiff("fresh", ["pull", name])
+            #expect(pulled.status == 0, "\(pulled.stderr)")
+            #expect(pulled.lines.last == "Status: Downloaded image for \(name)")
+            #expect(try skiff("fresh", ["images", "--format-free-check"]).status == 125, "an unknown flag is Docker's 125")
+            #expect(try skiff("fresh", ["images"]).stdout.contains("\(registry.name)/lab/busybox   1"))
+
+            let run = try skiff(
+                "fresh",
+                [
+                    "run", "--rm", "-e", "GREETING=hi", "-w", "/tmp", name, "sh", "-c",
+                    "echo $GREETING; pwd; /probe exists /.skiff-sample; exit 3",
+                ])
+            #expect(run.status == 3, "\(run.stderr)")
+            #expect(run.lines == ["hi", "/tmp", "yes"])
+            #expect(try Files.names(in: scratch.path + "/fresh/containers").isEmpty, "--rm leaves no container directory")
+            #expect(!(try ProcFS().mountInfo()).contains(scratch.path), "and no mount")
+            let missing = try skiff("fresh", ["run", "--rm", name, "/no/such/program"])
+            #expect(missing.status == 127, "\(missing.stderr)")
+
+            // Lesson 12 pulls into a third store and runs the image with lesson 11's isolation.
+            let lesson12 = try lesson(
+                "lesson12-images",
+                [
+                    "--store", scratch.path + "/lesson", "--image", name, "--bridge", "skimg0", "--subnet", "10.221.0.0/24", "--", "sh",
+                    "-c",
+                    "/probe exists /.skiff-sample; /probe uid; cat /proc/self/uid_map",
+                ])
+            #expect(lesson12.status == 0, "\(lesson12.stderr)")
+            #expect(lesson12.stderr.hasPrefix("lesson12-images: pulled \(name) as sha256:"), "\(lesson12.stderr)")
+            #expect(lesson12.lines == ["yes", "uid=0 euid=0 gid=0 egid=0", "         0     100000      65536"])
+        }
     }
 }
