@@ -61,7 +61,8 @@ public struct Push: ParsableCommand {
             do {
                 stored = try store.resolve(image)
             } catch {
-                throw SkiffError(.invalidInput, "no image named \(reference) to push: give it that name first with skiff tag IMAGE \(reference)")
+                throw SkiffError(
+                    .invalidInput, "no image named \(reference) to push: give it that name first with skiff tag IMAGE \(reference)")
             }
             let bytes = try store.blobs.verifiedBytes(stored.manifestDigest)
             print("The push refers to repository [\(reference.registry)/\(reference.repository)]")

@@ -30,7 +30,7 @@ public enum ImageArchive {
         archive_read_support_filter_all(reader)
         archive_read_support_format_tar(reader)
         guard archive_read_open_filename(reader, path, 65536) == ARCHIVE_OK else {
-            throw SkiffError(.invalidInput, "cannot read the archive \(path): \(libarchiveError(reader))")
+            throw SkiffError(.invalidInput, "cannot read the archive \(path): \(archiveError(reader))")
         }
         var entries = 0
         var totalBytes: UInt64 = 0
@@ -41,7 +41,7 @@ public enum ImageArchive {
             if status == ARCHIVE_EOF { break }
             guard status >= ARCHIVE_WARN, let entry else {
                 throw SkiffError(
-                    .invalidInput, "\(path) is not a tar archive, or is damaged after \(entries) entries: \(libarchiveError(reader))")
+                    .invalidInput, "\(path) is not a tar archive, or is damaged after \(entries) entries: \(archiveError(reader))")
             }
             entries += 1
             guard entries <= limits.maxEntries else {
@@ -119,8 +119,16 @@ public enum ImageArchive {
         while true {
             let count = buffer.withUnsafeMutableBytes { archive_read_data(reader, $0.baseAddress, $0.count) }
             if count == 0 { return }
-            guard count > 0 else { throw SkiffError(.invalidInput, "archive \(archive) is damaged: \(libarchiveError(reader))") }
-            try writeAll(fd, buffer, count: count, path: target)
+            guard count > 0 else { throw SkiffError(.invalidInput, "archive \(archive) is damaged: \(archiveError(reader))") }
+            let failure = buffer.withUnsafeBytes { bytes -> SkiffError? in
+                do throws(SkiffError) {
+                    try writeAll(fd, UnsafeRawBufferPointer(rebasing: bytes[..<count]), path: target)
+                    return nil
+                } catch {
+                    return error
+                }
+            }
+            if let failure { throw failure }
         }
     }
 
@@ -195,7 +203,7 @@ public enum ImageArchive {
         archive_write_set_format_pax_restricted(writer)
         archive_write_add_filter_none(writer)
         guard archive_write_open_filename(writer, temporary) == ARCHIVE_OK else {
-            throw SkiffError(.setupFailed, "cannot create \(temporary): \(libarchiveError(writer))")
+            throw SkiffError(.setupFailed, "cannot create \(temporary): \(archiveError(writer))")
         }
         var directories: Set<String> = []
         for member in members {
@@ -208,17 +216,17 @@ public enum ImageArchive {
             case .bytes(let bytes):
                 try writeHeader(writer, name: member.name, directory: false, size: Int64(bytes.count))
                 guard bytes.isEmpty || bytes.withUnsafeBytes({ archive_write_data(writer, $0.baseAddress, $0.count) }) == bytes.count else {
-                    throw SkiffError(.setupFailed, "cannot write \(member.name): \(libarchiveError(writer))")
+                    throw SkiffError(.setupFailed, "cannot write \(member.name): \(archiveError(writer))")
                 }
             case .file(let source):
                 var info = stat()
                 guard stat(source, &info) == 0 else { throw SyscallError("stat", path: source) }
                 try writeHeader(writer, name: member.name, directory: false, size: Int64(info.st_size))
-                try copyFile(source, into: writer)
+                try appendFileData(source, to: writer, label: temporary)
             }
         }
         guard archive_write_close(writer) == ARCHIVE_OK else {
-            throw SkiffError(.setupFailed, "cannot finish \(temporary): \(libarchiveError(writer))")
+            throw SkiffError(.setupFailed, "cannot finish \(temporary): \(archiveError(writer))")
         }
     }
 
@@ -231,25 +239,7 @@ public enum ImageArchive {
         archive_entry_set_size(entry, size)
         archive_entry_set_mtime(entry, 0, 0)
         guard archive_write_header(writer, entry) == ARCHIVE_OK else {
-            throw SkiffError(.setupFailed, "cannot add \(name) to the archive: \(libarchiveError(writer))")
-        }
-    }
-
-    private static func copyFile(_ source: String, into writer: OpaquePointer) throws {
-        let fd = open(source, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw SyscallError("open", path: source) }
-        defer { close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count == 0 { return }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw SyscallError("read", path: source)
-            }
-            guard buffer.withUnsafeBytes({ archive_write_data(writer, $0.baseAddress, count) }) == count else {
-                throw SkiffError(.setupFailed, "cannot add \(source) to the archive: \(libarchiveError(writer))")
-            }
+            throw SkiffError(.setupFailed, "cannot add \(name) to the archive: \(archiveError(writer))")
         }
     }
 
@@ -262,7 +252,7 @@ public enum ImageArchive {
         archive_read_support_filter_all(reader)
         archive_read_support_format_tar(reader)
         guard archive_read_open_filename(reader, path, 65536) == ARCHIVE_OK else {
-            throw SkiffError(.invalidInput, "cannot read \(path): \(libarchiveError(reader))")
+            throw SkiffError(.invalidInput, "cannot read \(path): \(archiveError(reader))")
         }
         var entry: OpaquePointer?
         var entries = 0
@@ -271,11 +261,11 @@ public enum ImageArchive {
             if status == ARCHIVE_EOF { break }
             guard status >= ARCHIVE_WARN else {
                 throw SkiffError(
-                    .invalidInput, "\(path) is not a tar archive, or is damaged after \(entries) entries: \(libarchiveError(reader))")
+                    .invalidInput, "\(path) is not a tar archive, or is damaged after \(entries) entries: \(archiveError(reader))")
             }
             entries += 1
             guard archive_read_data_skip(reader) >= ARCHIVE_WARN else {
-                throw SkiffError(.invalidInput, "\(path) is damaged after \(entries) entries: \(libarchiveError(reader))")
+                throw SkiffError(.invalidInput, "\(path) is damaged after \(entries) entries: \(archiveError(reader))")
             }
         }
     }
@@ -305,7 +295,7 @@ public enum ImageArchive {
         archive_write_set_format_pax_restricted(writer)
         archive_write_add_filter_none(writer)
         guard archive_write_open_filename(writer, temporary) == ARCHIVE_OK else {
-            throw SkiffError(.setupFailed, "cannot create \(temporary): \(libarchiveError(writer))")
+            throw SkiffError(.setupFailed, "cannot create \(temporary): \(archiveError(writer))")
         }
         var writtenBy: [String: Int] = [:]  // path -> the layer whose entry was written
         var deleted: Set<String> = []  // hidden with everything below
@@ -343,15 +333,15 @@ public enum ImageArchive {
                 writtenBy[path] = index
                 archive_entry_set_pathname(entry, path + (archive_entry_filetype(entry) & SK_AE_IFMT == SK_AE_IFDIR ? "/" : ""))
                 guard archive_write_header(writer, entry) == ARCHIVE_OK else {
-                    throw SkiffError(.setupFailed, "cannot write \(path): \(libarchiveError(writer))")
+                    throw SkiffError(.setupFailed, "cannot write \(path): \(archiveError(writer))")
                 }
                 var buffer = [UInt8](repeating: 0, count: 1 << 16)
                 while true {
                     let count = buffer.withUnsafeMutableBytes { archive_read_data(reader, $0.baseAddress, $0.count) }
                     if count == 0 { break }
-                    guard count > 0 else { throw SkiffError(.invalidInput, "layer \(layer) is damaged: \(libarchiveError(reader))") }
+                    guard count > 0 else { throw SkiffError(.invalidInput, "layer \(layer) is damaged: \(archiveError(reader))") }
                     guard buffer.withUnsafeBytes({ archive_write_data(writer, $0.baseAddress, count) }) == count else {
-                        throw SkiffError(.setupFailed, "cannot write \(path): \(libarchiveError(writer))")
+                        throw SkiffError(.setupFailed, "cannot write \(path): \(archiveError(writer))")
                     }
                 }
             }
@@ -359,7 +349,7 @@ public enum ImageArchive {
             opaque.formUnion(opaqueHere)
         }
         guard archive_write_close(writer) == ARCHIVE_OK else {
-            throw SkiffError(.setupFailed, "cannot finish \(temporary): \(libarchiveError(writer))")
+            throw SkiffError(.setupFailed, "cannot finish \(temporary): \(archiveError(writer))")
         }
     }
 
@@ -373,14 +363,14 @@ public enum ImageArchive {
         archive_read_support_filter_all(reader)
         archive_read_support_format_tar(reader)
         guard archive_read_open_filename(reader, path, 65536) == ARCHIVE_OK else {
-            throw SkiffError(.invalidInput, "cannot read the layer \(path): \(libarchiveError(reader))")
+            throw SkiffError(.invalidInput, "cannot read the layer \(path): \(archiveError(reader))")
         }
         var entry: OpaquePointer?
         while true {
             let status = archive_read_next_header(reader, &entry)
             if status == ARCHIVE_EOF { return }
             guard status >= ARCHIVE_WARN, let entry else {
-                throw SkiffError(.invalidInput, "layer \(path) is damaged: \(libarchiveError(reader))")
+                throw SkiffError(.invalidInput, "layer \(path) is damaged: \(archiveError(reader))")
             }
             let components = try memberComponents(archive_entry_pathname(entry).map { String(cString: $0) } ?? "", in: path)
             if !components.isEmpty { try body(reader, entry, components) }
@@ -410,32 +400,28 @@ public enum ImageArchive {
         archive_read_support_format_raw(reader)
         var entry: OpaquePointer?
         guard archive_read_open_filename(reader, path, 65536) == ARCHIVE_OK, archive_read_next_header(reader, &entry) == ARCHIVE_OK else {
-            throw SkiffError(.invalidInput, "cannot decompress the layer \(path): \(libarchiveError(reader))")
+            throw SkiffError(.invalidInput, "cannot decompress the layer \(path): \(archiveError(reader))")
         }
         var hasher = SHA256()
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
         while true {
             let count = buffer.withUnsafeMutableBytes { archive_read_data(reader, $0.baseAddress, $0.count) }
             if count == 0 { break }
-            guard count > 0 else { throw SkiffError(.invalidInput, "the layer \(path) is damaged: \(libarchiveError(reader))") }
+            guard count > 0 else { throw SkiffError(.invalidInput, "the layer \(path) is damaged: \(archiveError(reader))") }
             hasher.update(data: buffer[..<count])
         }
         return Digest(finalizing: hasher)
     }
 }
 
-func writeAll(_ fd: Int32, _ buffer: [UInt8], count: Int, path: String) throws(SkiffError) {
+func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws(SkiffError) {
     var offset = 0
-    while offset < count {
-        let written = buffer.withUnsafeBytes { write(fd, $0.baseAddress! + offset, count - offset) }
+    while offset < bytes.count {
+        let written = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
         if written < 0 {
             if errno == EINTR { continue }
             throw SkiffError(.setupFailed, "cannot write \(path)", cause: SyscallError("write", path: path))
         }
         offset += written
     }
-}
-
-func libarchiveError(_ archive: OpaquePointer) -> String {
-    archive_error_string(archive).map { String(cString: $0) } ?? "unknown libarchive error"
 }

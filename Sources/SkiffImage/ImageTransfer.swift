@@ -369,15 +369,12 @@ extension ImageStore {
 
     /// Copies everything readable from `input` to `output` (files, pipes, standard streams).
     public static func copy(from input: Int32, named source: String, to output: Int32, named target: String) throws(SkiffError) {
-        var buffer = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let count = buffer.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
-            if count == 0 { return }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw SkiffError(.invalidInput, "cannot read \(source)", cause: SyscallError("read", path: source))
-            }
-            try writeAll(output, buffer, count: count, path: target)
+        do {
+            try Files.forEachChunk(of: input, path: source) { chunk in try writeAll(output, chunk, path: target) }
+        } catch let error as SkiffError {
+            throw error
+        } catch {
+            throw SkiffError(.invalidInput, "cannot read \(source)", cause: error)
         }
     }
 

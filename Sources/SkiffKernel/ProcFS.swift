@@ -131,6 +131,21 @@ public enum Files {
         return fd
     }
 
+    /// Reads `fd` to its end in 64 KiB pieces, handing each to `body`; EINTR is retried and a
+    /// failed read is a SyscallError naming `path`.
+    public static func forEachChunk(of fd: Int32, path: String, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count == 0 { return }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw SyscallError("read", path: path)
+            }
+            try buffer.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[..<count])) }
+        }
+    }
+
     /// Everything in the file open at `fd`, from its start.
     public static func contents(of fd: Int32) -> [UInt8] {
         lseek(fd, 0, SEEK_SET)

@@ -282,7 +282,8 @@ func checked(_ result: Int32, _ operation: String, _ path: String) throws(Syscal
     if result == -1 { throw SyscallError(operation, path: path) }
 }
 
-func archiveError(_ archive: OpaquePointer) -> String {
+/// libarchive's message for the last error on `archive`.
+public func archiveError(_ archive: OpaquePointer) -> String {
     archive_error_string(archive).map { String(cString: $0) } ?? "unknown libarchive error"
 }
 

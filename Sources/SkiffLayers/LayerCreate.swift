@@ -130,24 +130,7 @@ public enum LayerCreator {
         guard archive_write_header(writer, entry) == ARCHIVE_OK else {
             throw SkiffError(.setupFailed, "cannot add \(name) to the layer: \(archiveError(writer))")
         }
-        if let contentPath, size > 0 { try copyContents(of: contentPath, to: writer) }
-    }
-
-    private static func copyContents(of path: String, to writer: OpaquePointer) throws {
-        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-        try checked(fd, "open", path)
-        defer { close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count == 0 { return }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw SyscallError("read", path: path)
-            }
-            let written = buffer.withUnsafeBytes { archive_write_data(writer, $0.baseAddress, count) }
-            guard written == count else { throw SkiffError(.setupFailed, "cannot write \(path) into the layer: \(archiveError(writer))") }
-        }
+        if let contentPath, size > 0 { try appendFileData(contentPath, to: writer, label: "the layer") }
     }
 
     /// Extended attributes other than overlayfs's own (security.capability, user.*), sorted.
@@ -172,28 +155,32 @@ public enum LayerCreator {
         defer { archive_entry_free(entry) }
         archive_entry_set_filetype(entry, SK_AE_IFREG)
         archive_write_header(writer, entry)
-        try copyContents(of: input, to: writer)
+        try appendFileData(input, to: writer, label: output)
         guard archive_write_close(writer) == ARCHIVE_OK else {
             throw SkiffError(.setupFailed, "cannot finish \(output): \(archiveError(writer))")
         }
     }
 }
 
-/// `sha256:` and the hex sha256 of a file's bytes, read in 64 KiB pieces.
-public func sha256(of path: String) throws(SyscallError) -> String {
+/// Writes the bytes of the file at `path` (never through a symlink) as the data of the archive
+/// entry whose header `writer` has just written; `label` names the archive in errors.
+public func appendFileData(_ path: String, to writer: OpaquePointer, label: String) throws {
+    let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+    try checked(fd, "open", path)
+    defer { close(fd) }
+    try Files.forEachChunk(of: fd, path: path) { chunk in
+        guard archive_write_data(writer, chunk.baseAddress, chunk.count) == chunk.count else {
+            throw SkiffError(.setupFailed, "cannot write \(path) into \(label): \(archiveError(writer))")
+        }
+    }
+}
+
+/// `sha256:` and the hex sha256 of a file's bytes.
+public func sha256(of path: String) throws -> String {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     try checked(fd, "open", path)
     defer { close(fd) }
     var hasher = SHA256()
-    var buffer = [UInt8](repeating: 0, count: 1 << 16)
-    while true {
-        let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if count == 0 { break }
-        if count < 0 {
-            if errno == EINTR { continue }
-            throw SyscallError("read", path: path)
-        }
-        hasher.update(data: buffer[..<count])
-    }
+    try Files.forEachChunk(of: fd, path: path) { hasher.update(bufferPointer: $0) }
     return "sha256:" + hasher.finalize().map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
 }

@@ -96,7 +96,8 @@ struct Lesson12Images: Lesson {
                     let passwd = (try? Files.readText("/etc/passwd")) ?? "", groups = (try? Files.readText("/etc/group")) ?? ""
                     let resolved = try UserSpec(parsing: user).resolve(passwd: passwd, group: groups)
                     try kernel.switchUser(
-                        uid: resolved.uid, gid: resolved.gid, groups: resolved.supplementaryGroups, why: "the image's user (--user overrides)")
+                        uid: resolved.uid, gid: resolved.gid, groups: resolved.supplementaryGroups,
+                        why: "the image's user (--user overrides)")
                 } else {
                     try Capabilities.set(.containerDefault, kernel: kernel)
                 }
