@@ -25,13 +25,8 @@ public enum ImageArchive {
         guard mkdir(directory, 0o700) == 0 || errno == EEXIST else {
             throw SkiffError(.setupFailed, "cannot unpack \(path)", cause: SyscallError("mkdir", path: directory))
         }
-        guard let reader = archive_read_new() else { throw SkiffError(.setupFailed, "libarchive: cannot allocate a reader") }
+        let reader = try openTarReader(path, label: "the archive")
         defer { archive_read_free(reader) }
-        archive_read_support_filter_all(reader)
-        archive_read_support_format_tar(reader)
-        guard archive_read_open_filename(reader, path, 65536) == ARCHIVE_OK else {
-            throw SkiffError(.invalidInput, "cannot read the archive \(path): \(archiveError(reader))")
-        }
         var entries = 0
         var totalBytes: UInt64 = 0
         var symlinks: [(name: String, target: String)] = []
@@ -247,13 +242,8 @@ public enum ImageArchive {
     /// file that is not a tar is refused before it becomes an image. Names are checked when the
     /// layer is unpacked (LayerApplier), where they matter.
     public static func checkTar(_ path: String) throws(SkiffError) {
-        guard let reader = archive_read_new() else { throw SkiffError(.setupFailed, "libarchive: cannot allocate a reader") }
+        let reader = try openTarReader(path, label: "")
         defer { archive_read_free(reader) }
-        archive_read_support_filter_all(reader)
-        archive_read_support_format_tar(reader)
-        guard archive_read_open_filename(reader, path, 65536) == ARCHIVE_OK else {
-            throw SkiffError(.invalidInput, "cannot read \(path): \(archiveError(reader))")
-        }
         var entry: OpaquePointer?
         var entries = 0
         while true {
@@ -358,13 +348,8 @@ public enum ImageArchive {
     private static func forEachEntry(
         of path: String, _ body: (_ reader: OpaquePointer, _ entry: OpaquePointer, _ components: [String]) throws -> Void
     ) throws {
-        guard let reader = archive_read_new() else { throw SkiffError(.setupFailed, "libarchive: cannot allocate a reader") }
+        let reader = try openTarReader(path, label: "the layer")
         defer { archive_read_free(reader) }
-        archive_read_support_filter_all(reader)
-        archive_read_support_format_tar(reader)
-        guard archive_read_open_filename(reader, path, 65536) == ARCHIVE_OK else {
-            throw SkiffError(.invalidInput, "cannot read the layer \(path): \(archiveError(reader))")
-        }
         var entry: OpaquePointer?
         while true {
             let status = archive_read_next_header(reader, &entry)

@@ -47,13 +47,8 @@ public struct LayerApplier {
 
     /// Applies the layer `archive` into `directory` (created if missing).
     public func apply(_ archive: String, to directory: String) throws(SkiffError) -> Report {
-        guard let reader = archive_read_new() else { throw SkiffError(.setupFailed, "libarchive: cannot allocate a reader") }
+        let reader = try openTarReader(archive, label: "the layer")
         defer { archive_read_free(reader) }
-        archive_read_support_filter_all(reader)
-        archive_read_support_format_tar(reader)
-        guard archive_read_open_filename(reader, archive, 65536) == ARCHIVE_OK else {
-            throw SkiffError(.invalidInput, "cannot read the layer \(archive): \(archiveError(reader))")
-        }
         do {
             try Files.makeDirectories(directory)
         } catch {
@@ -280,6 +275,21 @@ struct LayerEntryError: Error {
 
 func checked(_ result: Int32, _ operation: String, _ path: String) throws(SyscallError) {
     if result == -1 { throw SyscallError(operation, path: path) }
+}
+
+/// A libarchive reader of the tar at `path`, plain or compressed (any filter libarchive knows);
+/// the caller frees it with archive_read_free. `label` says what the file is in errors
+/// ("the layer", "the archive"; empty for just the path).
+public func openTarReader(_ path: String, label: String) throws(SkiffError) -> OpaquePointer {
+    guard let reader = archive_read_new() else { throw SkiffError(.setupFailed, "libarchive: cannot allocate a reader") }
+    archive_read_support_filter_all(reader)
+    archive_read_support_format_tar(reader)
+    guard archive_read_open_filename(reader, path, 65536) == ARCHIVE_OK else {
+        let message = archiveError(reader)
+        archive_read_free(reader)
+        throw SkiffError(.invalidInput, "cannot read \(label.isEmpty ? "" : label + " ")\(path): \(message)")
+    }
+    return reader
 }
 
 /// libarchive's message for the last error on `archive`.
