@@ -99,6 +99,13 @@ extension RegistryClient {
         }
         var closed = false
         defer { if !closed { close(fd) } }
+        // One download of a blob at a time: a second pull of the same blob waits here, then
+        // finds it stored by the first.
+        while flock(fd, LOCK_EX) != 0 && errno == EINTR {}
+        if store.contains(digest) {
+            progress?(.skipped(descriptor, reason: "already exists"))
+            return
+        }
         // Three tries, each resuming where the previous one stopped, so a dropped connection
         // costs only what was not yet written.
         var lastError: SkiffError?

@@ -784,6 +784,57 @@ extension RealTests {
 }
 
 extension RealTests {
+    @Suite("lesson 12: images")
+    struct Lesson12Images {
+        static let network = ["--bridge", "sktest12", "--subnet", "10.223.0.0/24"]
+
+        @Test("every command in lessons/12-images/README.md runs as shown")
+        func readme() throws {
+            try ReadmeCheck.verify(lesson: "12-images")
+        }
+
+        @Test("the image's Cmd, WorkingDir, User and Env take effect; -e and --user override them")
+        func configApplied() throws {
+            let scratch = try TemporaryDirectory()
+            let layout = scratch.path + "/oci", tarball = try ImageTests.sampleTar(in: scratch.path)
+            func run(_ tool: String, _ arguments: [String]) throws -> Outcome {
+                let path = tool == "umoci" ? try #require(Tool.find("umoci")) : try Host.executable(tool)
+                let outcome = try Started(path, arguments).finish()
+                #expect(outcome.status == 0, "\(tool) \(arguments): \(outcome.stderr)")
+                return outcome
+            }
+            _ = try run("umoci", ["init", "--layout", layout])
+            _ = try run("umoci", ["new", "--image", layout + ":app"])
+            _ = try run("umoci", ["raw", "add-layer", "--image", layout + ":app", tarball])
+            _ = try run("umoci", [
+                "config", "--image", layout + ":app", "--config.env", "GREETING=hello", "--config.workingdir", "/tmp",
+                "--config.user", "nobody", "--config.cmd", "sh", "--config.cmd", "-c", "--config.cmd", "echo $GREETING; pwd; id -un",
+            ])
+            let store = scratch.path + "/store"
+            let loaded = try run("skiff", ["--root", store, "load", "-q", "-i", layout])
+            let id = try #require(loaded.lines.last?.components(separatedBy: "Loaded image ID: ").last)
+            _ = try run("skiff", ["--root", store, "tag", id, "lab/app:1"])
+            let image = Self.network + ["--store", store, "--image", "lab/app:1"]
+            #expect(try lesson("lesson12-images", image).lines == ["hello", "/tmp", "nobody"])
+            #expect(try lesson("lesson12-images", image + ["-e", "GREETING=bonjour", "--user", "root"]).lines == ["bonjour", "/tmp", "root"])
+            #expect(try lesson("lesson12-images", image + ["--", "sh", "-c", "echo $GREETING"]).lines == ["hello"])
+        }
+
+        @Test("an image in neither the store nor its registry is exit status 125 with a clear message")
+        func unknownImage() throws {
+            let registry = try LocalRegistry()
+            defer { registry.stop() }
+            let scratch = try TemporaryDirectory()
+            let name = "\(registry.name)/lab/nope:1"
+            let outcome = try lesson("lesson12-images", Self.network + ["--store", scratch.path + "/store", "--image", name, "--", "true"])
+            #expect(outcome.status == 125)
+            #expect(outcome.stderr.contains("lesson12-images: pull \(name): not found in \(registry.name)"))
+            try RealTests.Lesson10VethBridge.expectNetworkGone(bridge: "sktest12")
+        }
+    }
+}
+
+extension RealTests {
     @Suite("skiff-runtime: bundles run for real")
     struct RuntimeRealTests {
         /// A bundle in a temporary directory whose root is the busybox sample.

@@ -152,6 +152,27 @@ struct RegistryTests {
             #expect(try fresh.verifiedBytes(image.layer.digest) == source.verifiedBytes(image.layer.digest))
         }
 
+        @Test func concurrentPullsOfOneImageIntoOneStoreBothSucceed() throws {
+            let registry = try LocalRegistry()
+            defer { registry.stop() }
+            let scratch = try TemporaryDirectory()
+            let source = BlobStore(root: scratch.path + "/source")
+            let image = try TestImage(from: try smallTree(in: scratch, randomBytes: 2_000_000), in: source, scratch: scratch)
+            let name = "\(registry.name)/race/app:1"
+            try RegistryClient(registry: registry.name).push(
+                manifestBytes: image.manifestBytes, mediaType: MediaType.ociManifest, from: source, to: try Reference(parsing: name))
+            let root = scratch.path + "/shared"
+            let pulls = try (0..<4).map { _ in try Started(Host.executable("skiff"), ["--root", root, "pull", name]) }
+            for pull in pulls {
+                let outcome = pull.finish()
+                #expect(outcome.status == 0, "\(outcome.stderr)")
+            }
+            let store = ImageStore(root: root)
+            #expect(try store.resolve(name).manifestDigest == image.manifestDigest)
+            #expect(try store.blobs.verifiedBytes(image.layer.digest) == source.verifiedBytes(image.layer.digest))
+            #expect(try Files.names(in: root + "/images/ingest").isEmpty, "no partial download is left")
+        }
+
         @Test func anIndexPullsThisPlatformsManifest() throws {
             let registry = try LocalRegistry()
             defer { registry.stop() }
