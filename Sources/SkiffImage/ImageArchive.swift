@@ -34,7 +34,7 @@ public enum ImageArchive {
         while true {
             let status = archive_read_next_header(reader, &entry)
             if status == ARCHIVE_EOF { break }
-            guard status >= ARCHIVE_WARN, let entry else {
+            guard status == ARCHIVE_OK || status == ARCHIVE_WARN, let entry else {
                 throw SkiffError(
                     .invalidInput, "\(path) is not a tar archive, or is damaged after \(entries) entries: \(archiveError(reader))")
             }
@@ -238,28 +238,6 @@ public enum ImageArchive {
         }
     }
 
-    /// Reads every header of the tar at `path` (plain or compressed) without unpacking it, so a
-    /// file that is not a tar is refused before it becomes an image. Names are checked when the
-    /// layer is unpacked (LayerApplier), where they matter.
-    public static func checkTar(_ path: String) throws(SkiffError) {
-        let reader = try openTarReader(path, label: "")
-        defer { archive_read_free(reader) }
-        var entry: OpaquePointer?
-        var entries = 0
-        while true {
-            let status = archive_read_next_header(reader, &entry)
-            if status == ARCHIVE_EOF { break }
-            guard status >= ARCHIVE_WARN else {
-                throw SkiffError(
-                    .invalidInput, "\(path) is not a tar archive, or is damaged after \(entries) entries: \(archiveError(reader))")
-            }
-            entries += 1
-            guard archive_read_data_skip(reader) >= ARCHIVE_WARN else {
-                throw SkiffError(.invalidInput, "\(path) is damaged after \(entries) entries: \(archiveError(reader))")
-            }
-        }
-    }
-
     /// Writes the filesystem that the layer tars `layers` (bottom first) make when stacked, as one
     /// plain tar without whiteouts: what `docker export` gives, and what `import` takes back.
     /// Layers are read top first; an entry is written unless a layer above wrote the same path,
@@ -354,7 +332,7 @@ public enum ImageArchive {
         while true {
             let status = archive_read_next_header(reader, &entry)
             if status == ARCHIVE_EOF { return }
-            guard status >= ARCHIVE_WARN, let entry else {
+            guard status == ARCHIVE_OK || status == ARCHIVE_WARN, let entry else {
                 throw SkiffError(.invalidInput, "layer \(path) is damaged: \(archiveError(reader))")
             }
             let components = try memberComponents(archive_entry_pathname(entry).map { String(cString: $0) } ?? "", in: path)
@@ -375,27 +353,10 @@ public enum ImageArchive {
         return MediaType.ociLayer
     }
 
-    /// The sha256 of a layer's uncompressed bytes: its diff id (config.md, rootfs.diff_ids).
-    public static func diffID(of path: String, mediaType: String) throws(SkiffError) -> Digest {
-        if mediaType == MediaType.ociLayer || mediaType == MediaType.dockerLayer { return try BlobStore.digest(ofFile: path) }
-        guard let reader = archive_read_new() else { throw SkiffError(.setupFailed, "libarchive: cannot allocate a reader") }
-        defer { archive_read_free(reader) }
-        archive_read_support_filter_all(reader)
-        // The raw format: the decompressed stream as one entry, whatever it holds.
-        archive_read_support_format_raw(reader)
-        var entry: OpaquePointer?
-        guard archive_read_open_filename(reader, path, 65536) == ARCHIVE_OK, archive_read_next_header(reader, &entry) == ARCHIVE_OK else {
-            throw SkiffError(.invalidInput, "cannot decompress the layer \(path): \(archiveError(reader))")
-        }
-        var hasher = SHA256()
-        var buffer = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let count = buffer.withUnsafeMutableBytes { archive_read_data(reader, $0.baseAddress, $0.count) }
-            if count == 0 { break }
-            guard count > 0 else { throw SkiffError(.invalidInput, "the layer \(path) is damaged: \(archiveError(reader))") }
-            hasher.update(data: buffer[..<count])
-        }
-        return Digest(finalizing: hasher)
+    /// The sha256 of a layer's uncompressed bytes: its diff id (config.md, rootfs.diff_ids). The
+    /// tar's headers are read in the same pass, so a file that is not a tar is refused.
+    public static func diffID(of path: String) throws(SkiffError) -> Digest {
+        try Digest(layerDiffID(of: path))
     }
 }
 

@@ -394,16 +394,6 @@ public struct ImageStore: Sendable {
                         .invalidInput, "layer \(layer.digest) of image \(image.id.short) is missing from the store: load it again")
                 }
                 let index = directories.count - 1
-                // An uncompressed blob's diff id is its digest, which the blob store checked when
-                // it came in: no need to read it twice.
-                let uncompressed = layer.mediaType == MediaType.ociLayer || layer.mediaType == MediaType.dockerLayer
-                let diffID = uncompressed ? layer.digest : try ImageArchive.diffID(of: blob, mediaType: layer.mediaType)
-                guard diffID == diffIDs[index] else {
-                    throw SkiffError(
-                        .invalidInput,
-                        "layer \(layer.digest) of image \(image.id.short) uncompresses to \(diffID), but its config says \(diffIDs[index]); refused"
-                    )
-                }
                 let temporary = "\(layersDirectory)/.tmp-\(chainID.hex)-\(getpid())"
                 do {
                     try FileTree.remove(temporary)
@@ -412,7 +402,15 @@ public struct ImageStore: Sendable {
                 }
                 let applier = LayerApplier(opaqueXattrs: opaqueXattrs)
                 do {
-                    _ = try applier.apply(blob, to: temporary)
+                    // The diff id comes out of the same pass that writes the files, and is checked
+                    // before the directory is published under its chain id.
+                    let diffID = try applier.apply(blob, to: temporary).diffID
+                    guard diffID == diffIDs[index].description else {
+                        throw SkiffError(
+                            .invalidInput,
+                            "layer \(layer.digest) of image \(image.id.short) uncompresses to \(diffID), but its config says \(diffIDs[index]); refused"
+                        )
+                    }
                     // Another skiff may have finished the same layer meanwhile: then keep its copy.
                     if rename(temporary, directory) != 0 {
                         guard errno == EEXIST || errno == ENOTEMPTY else { throw SyscallError("rename", path: directory) }

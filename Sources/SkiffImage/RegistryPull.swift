@@ -97,12 +97,16 @@ extension RegistryClient {
         guard fd >= 0 else {
             throw SkiffError(.setupFailed, "\(action): cannot open \(partial)", cause: SyscallError("open", path: partial))
         }
-        var closed = false
-        defer { if !closed { close(fd) } }
+        defer { close(fd) }
         // One download of a blob at a time: a second pull of the same blob waits here, then
         // finds it stored by the first.
         while flock(fd, LOCK_EX) != 0 && errno == EINTR {}
         if store.contains(digest) {
+            // Opened after the first pull moved its file in: ours is a new, empty one. Remove it
+            // if the name is still ours.
+            var mine = stat()
+            var named = stat()
+            if fstat(fd, &mine) == 0, stat(partial, &named) == 0, mine.st_ino == named.st_ino, mine.st_size == 0 { unlink(partial) }
             progress?(.skipped(descriptor, reason: "already exists"))
             return
         }
@@ -142,9 +146,9 @@ extension RegistryClient {
             break
         }
         if let lastError { throw lastError }
+        // The lock is held until the blob is in place: a waiting pull must find it stored, not
+        // a finished partial file that it would try to move in as well.
         let size = Int64(lseek(fd, 0, SEEK_END))
-        close(fd)
-        closed = true
         guard size == descriptor.size else {
             unlink(partial)
             throw SkiffError(.invalidInput, "\(action): got \(size) bytes, expected \(descriptor.size); not stored")

@@ -27,6 +27,8 @@ public struct LayerApplier {
         public var entries = 0
         public var whiteouts = 0
         public var opaqueDirectories = 0
+        /// `sha256:HEX` of the uncompressed tar: the layer's diff id, computed in the same pass.
+        public var diffID = ""
     }
 
     /// The xattrs an opaque directory gets: one for the overlay that will use the layer, or
@@ -47,7 +49,8 @@ public struct LayerApplier {
 
     /// Applies the layer `archive` into `directory` (created if missing).
     public func apply(_ archive: String, to directory: String) throws(SkiffError) -> Report {
-        let reader = try openTarReader(archive, label: "the layer")
+        let stream = try DecompressedStream(archive)
+        let reader = try stream.tarReader()
         defer { archive_read_free(reader) }
         do {
             try Files.makeDirectories(directory)
@@ -62,8 +65,10 @@ public struct LayerApplier {
         while true {
             let status = archive_read_next_header(reader, &entry)
             if status == ARCHIVE_EOF { break }
-            guard status >= ARCHIVE_WARN, let entry else {
-                throw SkiffError(.invalidInput, "layer \(archive) is damaged after \(report.entries) entries: \(archiveError(reader))")
+            guard status == ARCHIVE_OK || status == ARCHIVE_WARN, let entry else {
+                throw SkiffError(
+                    .invalidInput,
+                    "layer \(archive) is damaged after \(report.entries) entries: \(stream.failure ?? archiveError(reader))")
             }
             report.entries += 1
             guard report.entries <= limits.maxEntries else {
@@ -89,6 +94,7 @@ public struct LayerApplier {
             var times = [time, time]
             utimensat(AT_FDCWD, path, &times, AT_SYMLINK_NOFOLLOW)
         }
+        report.diffID = try stream.finish()
         return report
     }
 
