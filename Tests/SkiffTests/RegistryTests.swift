@@ -294,6 +294,79 @@ struct RegistryTests {
             #expect(settings.credentials.credentials(for: registry.name) == nil)
         }
 
+        @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: TokenServer.python), "needs python3 for the token server"))
+        func bearerTokensFromATokenServerForPushPullAndLogin() throws {
+            let tokens = try TokenServer(username: "ann", password: "right-pass")
+            defer { tokens.stop() }
+            let registry = try LocalRegistry(token: tokens.auth)
+            defer { registry.stop() }
+            let scratch = try TemporaryDirectory()
+            let config = scratch.path + "/config"
+            let settings = RegistrySettings(configDirectory: config)
+            let source = BlobStore(root: scratch.path + "/source")
+            let image = try TestImage(from: try smallTree(in: scratch), in: source, scratch: scratch)
+            let name = "\(registry.name)/tokens/app:1"
+            let reference = try Reference(parsing: name)
+            let pushScope = "repository:tokens/app:pull,push"
+
+            // Anonymous: the token server answers without Basic credentials but grants nothing, so
+            // the registry refuses the token it issued.
+            let anonymous = try #require(throws: SkiffError.self) {
+                try RegistryClient(registry: registry.name, settings: settings)
+                    .push(manifestBytes: image.manifestBytes, mediaType: MediaType.ociManifest, from: source, to: reference)
+            }
+            #expect(anonymous.message.contains("\(registry.name)/tokens/app"), "\(anonymous.message)")
+            #expect(anonymous.message.contains("unauthorized") && anonymous.message.contains("run skiff login \(registry.name)"))
+            #expect(
+                tokens.requests.contains { $0.basicUser == nil && $0.scope == [pushScope] && $0.service == [TokenServer.service] },
+                "\(tokens.requests)")
+            #expect(registry.log.contains("insufficient scope"))
+
+            // A wrong password: the token server's 401, with its reason, for login and for push.
+            let wrong = Credentials(username: "ann", password: "wrong-pass")
+            let refused = try #require(throws: SkiffError.self) {
+                try RegistryClient(registry: registry.name, settings: settings, credentials: wrong).verifyLogin()
+            }
+            #expect(refused.message.contains("refused the credentials of ann") && refused.message.contains(registry.name))
+            #expect(refused.message.contains("incorrect username or password"), "\(refused.message)")
+            #expect(refused.message.contains("run skiff login \(registry.name)"))
+            let refusedPush = try #require(throws: SkiffError.self) {
+                try RegistryClient(registry: registry.name, settings: settings, credentials: wrong)
+                    .push(manifestBytes: image.manifestBytes, mediaType: MediaType.ociManifest, from: source, to: reference)
+            }
+            #expect(refusedPush.message.contains("refused the credentials of ann") && refusedPush.message.contains("incorrect username"))
+            let wrongLogin = try #require(throws: ExitCode.self) {
+                try Login.parse(["--config", config, "-u", "ann", "-p", "wrong-pass", registry.name]).run()
+            }
+            #expect(wrongLogin.rawValue == 125)
+            #expect(!FileManager.default.fileExists(atPath: config + "/config.json"))
+            #expect(!registry.log.contains("auth.user.name=ann"), "no token for ann yet")
+
+            // `skiff login`: the saved credentials go to the token server as Basic auth with the scope.
+            try Login.parse(["--config", config, "-u", "ann", "-p", "right-pass", registry.name]).run()
+            #expect(settings.credentials.credentials(for: registry.name) == Credentials(username: "ann", password: "right-pass"))
+            let client = RegistryClient(registry: registry.name, settings: settings)
+            let pushed = try client.push(manifestBytes: image.manifestBytes, mediaType: MediaType.ociManifest, from: source, to: reference)
+            #expect(pushed == image.manifestDigest)
+            let fresh = BlobStore(root: scratch.path + "/fresh")
+            let pulled = try RegistryClient(registry: registry.name, settings: settings).pull(reference, into: fresh)
+            #expect(pulled.manifestDigest == image.manifestDigest)
+            #expect(try fresh.verifiedBytes(image.layer.digest) == source.verifiedBytes(image.layer.digest))
+            #expect(try client.tags(repository: "tokens/app") == ["1"])
+
+            let asked = tokens.requests.filter { $0.basicUser == "ann" && $0.account == ["ann"] && $0.service == [TokenServer.service] }
+            #expect(asked.contains { $0.scope == [pushScope] }, "\(tokens.requests)")
+            #expect(asked.contains { $0.scope == ["repository:tokens/app:pull"] }, "\(tokens.requests)")
+            #expect(tokens.requests.allSatisfy { $0.path == "/token" })
+            // The registry accepted the signed tokens as ann's.
+            #expect(registry.log.contains("auth.user.name=ann"))
+
+            // `skiff pull` with the saved login, into a store of its own.
+            let cliStore = ImageStore(root: scratch.path + "/cli")
+            try Pull.parse(["--root", cliStore.root, "--config", config, name]).run()
+            #expect(try cliStore.resolve(name).manifestDigest == image.manifestDigest)
+        }
+
         @Test func tlsWithTheRegistrysOwnCAInCertsD() throws {
             let scratch = try TemporaryDirectory()
             let tls = try makeCertificates(in: scratch.path)
@@ -478,7 +551,7 @@ final class LocalRegistry {
     var storage: String { directory.path + "/storage" }
     var log: String { (try? String(contentsOfFile: directory.path + "/registry.log", encoding: .utf8)) ?? "" }
 
-    init(htpasswd: String? = nil, tls: (ca: String, certificate: String, key: String)? = nil) throws {
+    init(htpasswd: String? = nil, tls: (ca: String, certificate: String, key: String)? = nil, token: RegistryTokenAuth? = nil) throws {
         directory = try TemporaryDirectory()
         port = try freePort()
         var config = """
@@ -503,6 +576,10 @@ final class LocalRegistry {
         if let htpasswd {
             config += "auth:\n  htpasswd:\n    realm: skiff-test\n    path: \(htpasswd)\n"
         }
+        if let token {
+            config +=
+                "auth:\n  token:\n    realm: \(token.realm)\n    service: \(token.service)\n    issuer: \(token.issuer)\n    rootcertbundle: \(token.rootCertificates)\n"
+        }
         try config.write(toFile: directory.path + "/config.yml", atomically: true, encoding: .utf8)
         let logFile = directory.path + "/registry.log"
         _ = FileManager.default.createFile(atPath: logFile, contents: nil)
@@ -522,17 +599,183 @@ final class LocalRegistry {
         }
     }
 
-    /// SIGTERM, a bounded wait, then SIGKILL.
-    func stop() {
-        guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGTERM)
-        let deadline = Date().addingTimeInterval(5)
-        while process.isRunning && Date() < deadline { usleep(10_000) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-    }
+    func stop() { stopByPID(process) }
 
     deinit { stop() }
+}
+
+/// Ends a process the test started: SIGTERM to its pid, a bounded wait, then SIGKILL.
+func stopByPID(_ process: Process) {
+    guard process.isRunning else { return }
+    kill(process.processIdentifier, SIGTERM)
+    let deadline = Date().addingTimeInterval(5)
+    while process.isRunning && Date() < deadline { usleep(10_000) }
+    if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    process.waitUntilExit()
+}
+
+/// What a registry with `auth: token` is told: send clients to `realm` for tokens naming
+/// `service` as audience and `issuer` as issuer, signed by a key whose certificate is in the
+/// PEM file `rootCertificates`.
+struct RegistryTokenAuth {
+    var realm: String
+    var service: String
+    var issuer: String
+    var rootCertificates: String
+}
+
+/// A bearer-token server for the distribution token flow (distribution's docs/spec/auth/jwt.md),
+/// started by the test on 127.0.0.1: a Python 3 script, written into its temp dir, that checks
+/// HTTP Basic credentials, grants the repository actions a scope asks for (none to anonymous
+/// callers) and signs RS256 JWTs with `openssl dgst`. Its key's self-signed certificate, made
+/// with openssl, is the registry's root bundle, and rides in each token's `x5c` header. Every
+/// request it gets is a JSON line in `requests.log`. `stop` ends it by pid.
+final class TokenServer {
+    static let python = "/usr/bin/python3"
+    static let service = "skiff-test"
+    static let issuer = "skiff-test-issuer"
+    let directory: TemporaryDirectory
+    let process = Process()
+    let port: UInt16
+    var auth: RegistryTokenAuth {
+        RegistryTokenAuth(
+            realm: "http://127.0.0.1:\(port)/token", service: Self.service, issuer: Self.issuer,
+            rootCertificates: directory.path + "/token.crt")
+    }
+
+    /// One request as the server logged it; query parameters as lists, in order.
+    struct Request: Decodable, CustomStringConvertible {
+        var path: String
+        var scope: [String]
+        var service: [String]
+        var account: [String]
+        /// The user name of the request's Basic credentials, nil without them.
+        var basicUser: String?
+        var description: String { "\(path) scope=\(scope) service=\(service) account=\(account) basic=\(basicUser ?? "-")" }
+    }
+
+    var requests: [Request] {
+        let text = (try? String(contentsOfFile: directory.path + "/requests.log", encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").compactMap { try? JSONDecoder().decode(Request.self, from: Data($0.utf8)) }
+    }
+
+    var output: String { (try? String(contentsOfFile: directory.path + "/server.log", encoding: .utf8)) ?? "" }
+
+    init(username: String, password: String) throws {
+        directory = try TemporaryDirectory()
+        let key = directory.path + "/token.key"
+        let certificate = directory.path + "/token.crt"
+        let made = try Tool.run(
+            "/usr/bin/openssl",
+            [
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", certificate, "-days", "1", "-subj",
+                "/CN=skiff-token",
+            ])
+        guard made.status == 0 else { throw TestSetupError("openssl req failed: \(made.errorOutput)") }
+        let script = directory.path + "/token_server.py"
+        try Self.script.write(toFile: script, atomically: true, encoding: .utf8)
+        let logFile = directory.path + "/server.log"
+        _ = FileManager.default.createFile(atPath: logFile, contents: nil)
+        process.executableURL = URL(fileURLWithPath: Self.python)
+        process.arguments = [script, directory.path, username, password, Self.issuer]
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: logFile))
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logFile))
+        try process.run()
+        // The script binds port 0 and writes the port the kernel chose; bounded wait for it.
+        let portFile = directory.path + "/port"
+        let deadline = Date().addingTimeInterval(15)
+        var found: UInt16?
+        while found == nil {
+            found = (try? String(contentsOfFile: portFile, encoding: .utf8)).flatMap { UInt16($0) }
+            guard found != nil || (Date() < deadline && process.isRunning) else {
+                stopByPID(process)
+                let said = (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? ""
+                throw TestSetupError("the token server did not start: \(said)")
+            }
+            if found == nil { usleep(20_000) }
+        }
+        port = found ?? 0
+    }
+
+    func stop() { stopByPID(process) }
+
+    deinit { stop() }
+
+    /// argv: DIRECTORY USER PASSWORD ISSUER; DIRECTORY holds token.key and token.crt.
+    static let script = #"""
+        import base64, json, os, subprocess, sys, threading, time, uuid
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs, urlsplit
+
+        directory, user, password, issuer = sys.argv[1:5]
+        key = os.path.join(directory, "token.key")
+        with open(os.path.join(directory, "token.crt")) as f:
+            # The PEM body is the base64 of the DER certificate: x5c's format.
+            chain = ["".join(line for line in f.read().splitlines() if not line.startswith("-----"))]
+        lock = threading.Lock()
+
+        def b64url(data):
+            return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+        def sign(claims):
+            header = {"typ": "JWT", "alg": "RS256", "x5c": chain}
+            signing_input = b64url(json.dumps(header).encode()) + "." + b64url(json.dumps(claims).encode())
+            signature = subprocess.run(["/usr/bin/openssl", "dgst", "-sha256", "-sign", key], input=signing_input.encode(),
+                                       capture_output=True, check=True, timeout=30).stdout
+            return signing_input + "." + b64url(signature)
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                url = urlsplit(self.path)
+                query = parse_qs(url.query)
+                given = None
+                header = self.headers.get("Authorization", "")
+                if header.startswith("Basic "):
+                    try:
+                        given = base64.b64decode(header[6:]).decode().split(":", 1)
+                    except Exception:
+                        given = ["", ""]
+                entry = {"path": url.path, "scope": query.get("scope", []), "service": query.get("service", []),
+                         "account": query.get("account", []), "basicUser": given[0] if given else None}
+                with lock, open(os.path.join(directory, "requests.log"), "a") as log:
+                    log.write(json.dumps(entry) + "\n")
+                if url.path != "/token":
+                    return self.answer(404, {"errors": [{"code": "NOT_FOUND", "message": "no such endpoint"}]})
+                if given is not None and given != [user, password]:
+                    return self.answer(401, {"errors": [{"code": "UNAUTHORIZED", "message": "incorrect username or password"}]},
+                                       [("WWW-Authenticate", 'Basic realm="skiff-token"')])
+                access = []
+                if given is not None:
+                    for scope in " ".join(query.get("scope", [])).split():
+                        parts = scope.split(":")
+                        if len(parts) >= 3 and parts[0] == "repository":
+                            actions = [action for action in parts[-1].split(",") if action in ("pull", "push")]
+                            access.append({"type": "repository", "name": ":".join(parts[1:-1]), "actions": actions})
+                now = int(time.time())
+                claims = {"iss": issuer, "sub": given[0] if given else "", "aud": query.get("service", [""])[0],
+                          "exp": now + 300, "nbf": now - 10, "iat": now, "jti": uuid.uuid4().hex, "access": access}
+                token = sign(claims)
+                self.answer(200, {"token": token, "access_token": token, "expires_in": 300})
+
+            def answer(self, status, body, headers=()):
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format, *args):
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        with open(os.path.join(directory, "port.tmp"), "w") as f:
+            f.write(str(server.server_address[1]))
+        os.rename(os.path.join(directory, "port.tmp"), os.path.join(directory, "port"))
+        server.serve_forever()
+        """#
 }
 
 /// A port nobody listens on now: bind port 0 and let the kernel choose.
