@@ -18,6 +18,7 @@
 #include <termios.h>
 #include <stdint.h>
 #include <sys/prctl.h>
+#include <spawn.h>
 #include <sys/xattr.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -268,4 +269,27 @@ void sk_forward_signals_reset(void) {
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+int sk_spawn_detached(pid_t *pid, const char *path, char *const argv[], char *const envp[], const int *fds, int count)
+{
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attributes;
+    int error = posix_spawn_file_actions_init(&actions);
+    if (error != 0)
+        return error;
+    for (int target = 0; target < count && error == 0; target++)
+        error = posix_spawn_file_actions_adddup2(&actions, fds[target], target);
+    if (error == 0)
+        error = posix_spawn_file_actions_addclosefrom_np(&actions, count);
+    if (error == 0)
+        error = posix_spawnattr_init(&attributes);
+    if (error == 0) {
+        error = posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSID);
+        if (error == 0)
+            error = posix_spawn(pid, path, &actions, &attributes, argv, envp);
+        posix_spawnattr_destroy(&attributes);
+    }
+    posix_spawn_file_actions_destroy(&actions);
+    return error;
 }

@@ -13,7 +13,10 @@ public struct SkiffCommand: ParsableCommand {
         SaveCommand.self, LoadCommand.self, ImportCommand.self, ExportCommand.self,
     ]
     static let registryCommands: [any ParsableCommand.Type] = [Pull.self, Push.self, Login.self, Logout.self]
-    static let containerCommands: [any ParsableCommand.Type] = [ContainerRunCommand.self]
+    static let containerCommands: [any ParsableCommand.Type] = [
+        ContainerRunCommand.self, ListContainersCommand.self, LogsCommand.self, StopCommand.self, RemoveContainerCommand.self,
+        ContainerExecCommand.self, MonitorCommand.self,
+    ]
 
     public static let configuration = CommandConfiguration(
         commandName: "skiff",

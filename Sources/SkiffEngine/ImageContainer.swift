@@ -5,18 +5,20 @@ import SkiffLayers
 import SkiffRootfs
 import SkiffRuntime
 
-/// One container made from an image, run in the foreground: its directory under the engine's
-/// root holds the writable layer, the init layer and the OCI bundle; its root is the image's
-/// layers under the writable one (overlayfs), mounted in this process's own mount table so that
-/// the mount goes away with the process however it ends.
+/// The directory of one container made from an image, under the engine's root: the writable
+/// layer, the init layer and the OCI bundle, whose root is the image's layers under the
+/// writable one (overlayfs), mounted in the monitor's own mount table so that the mount goes
+/// away with the monitor however it ends. Made anew or found again (`skiff start`).
 public struct ImageContainer {
     public let id: String
     public let directory: String
+    let root: String
     let kernel: Kernel
 
     /// Makes the container's directory under `root`/containers.
     public init(root: String, id: String = ImageContainer.newID(), kernel: Kernel = Kernel()) throws(SkiffError) {
         self.id = id
+        self.root = root
         directory = "\(root)/containers/\(id)"
         self.kernel = kernel
         do {
@@ -35,7 +37,10 @@ public struct ImageContainer {
     }
 
     public var rootfs: String { directory + "/bundle/rootfs" }
-    public var bundle: String { directory + "/bundle" }
+    public var bundle: String { Self.bundle(root: root, id: id) }
+
+    /// The OCI bundle of container `id` under the engine's `root`.
+    public static func bundle(root: String, id: String) -> String { "\(root)/containers/\(id)/bundle" }
 
     /// Mounts the image's `layers` (directories, bottom first) with the init layer and the
     /// writable layer at `rootfs`. Call `Mounts.isolateThisProcess` first: the mount then lives
@@ -61,18 +66,13 @@ public struct ImageContainer {
         return String(decoding: Files.contents(of: fd), as: UTF8.self)
     }
 
-    /// Writes the bundle's config.json and runs it to the end with the runtime, whose state
-    /// lives under `runtimeRoot`; returns the process's exit status.
-    public func run(spec: Spec, runtimeRoot: String) throws -> ExitStatus {
+    /// Writes the bundle's config.json.
+    public func writeSpec(_ spec: Spec) throws(SkiffError) {
         do {
-            let encoder = JSONEncoder()
-            try Files.writeAtomically(bundle + "/config.json", Array(try encoder.encode(spec)), mode: 0o600)
+            try Files.writeAtomically(bundle + "/config.json", Array(try JSONEncoder().encode(spec)), mode: 0o600)
         } catch {
             throw SkiffError(.setupFailed, "cannot write \(bundle)/config.json", cause: error)
         }
-        let runtime = Runtime(store: StateStore(root: runtimeRoot), kernel: kernel)
-        let (status, _) = try runtime.run(id: id, bundle: bundle, detach: false)
-        return status ?? .exited(0)
     }
 
     /// Unmounts the root and removes the directory with the writable layer.

@@ -4,7 +4,7 @@ import SkiffRuntime
 import SkiffSecurity
 
 /// What `skiff run` asks for beyond the image: Docker's flags, as plain data.
-public struct RunOptions: Equatable, Sendable {
+public struct RunOptions: Codable, Equatable, Sendable {
     /// Replaces the image's Cmd (Docker: the words after the image name).
     public var command: [String]?
     /// Replaces the image's Entrypoint; an empty string clears it (`--entrypoint ""`).

@@ -49,7 +49,7 @@ public struct ImageProcess: Equatable, Sendable {
 
     /// The image's environment with the run's entries on top; `NAME` alone takes the host's
     /// value and is dropped when the host has none (as Docker does).
-    static func merged(_ base: [String], _ overrides: [String], hostEnvironment: [String: String]) throws(SkiffError) -> [String] {
+    public static func merged(_ base: [String], _ overrides: [String], hostEnvironment: [String: String]) throws(SkiffError) -> [String] {
         var result = base
         for entry in overrides {
             let name = String(entry.prefix { $0 != "=" })

@@ -39,8 +39,8 @@ public struct ContainerProcess {
         _ namespaces: NamespaceSet, kernel: Kernel, dieWithParent: Bool = true, keeping: [Int32] = [], why: @autoclosure () -> String,
         child body: (ChildSide) throws -> Never
     ) throws(SyscallError) -> ContainerProcess {
-        let go = try makePipe()
-        let report = try makePipe()
+        let go = try Files.makePipe()
+        let report = try Files.makePipe()
         // Before clone, so a signal that arrives before the child exists cannot kill us.
         sk_forward_signals_install()
         kernel.narrator.call("clone(\(namespaces == [] ? "" : "\(namespaces)|")SIGCHLD)", why: why())
@@ -152,11 +152,6 @@ public struct ContainerProcess {
         return ExitStatus(waitStatus: status)
     }
 
-    private static func makePipe() throws(SyscallError) -> (reader: Int32, writer: Int32) {
-        var fds: [Int32] = [-1, -1]
-        try check(sk_pipe_cloexec(&fds), "pipe2")
-        return (fds[0], fds[1])
-    }
 }
 
 /// The child's end of the setup channel.

@@ -146,6 +146,14 @@ public enum Files {
         }
     }
 
+    /// pipe2(2) with O_CLOEXEC: neither end reaches a program this process starts unless it is
+    /// handed over on purpose.
+    public static func makePipe() throws(SyscallError) -> (reader: Int32, writer: Int32) {
+        var fds: [Int32] = [-1, -1]
+        try check(sk_pipe_cloexec(&fds), "pipe2")
+        return (fds[0], fds[1])
+    }
+
     /// Everything in the file open at `fd`, from its start.
     public static func contents(of fd: Int32) -> [UInt8] {
         lseek(fd, 0, SEEK_SET)

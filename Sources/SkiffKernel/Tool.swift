@@ -108,3 +108,20 @@ public enum Tool {
         return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
     }
 }
+
+extension Tool {
+    /// posix_spawn(3)s `path` in a session of its own (setsid), detached from the caller's
+    /// terminal and process group, with `descriptors[n]` as its descriptor n (0, 1, 2 and any
+    /// more) and no other descriptor of the caller's. Returns its pid; the caller does not wait
+    /// for it.
+    public static func spawnDetached(_ path: String, _ arguments: [String], descriptors: [Int32], environment: [String])
+        throws(SyscallError) -> pid_t
+    {
+        var pid: pid_t = 0
+        let spawned = withCStrings([path] + arguments) { argv in
+            withCStrings(environment) { envp in sk_spawn_detached(&pid, path, argv, envp, descriptors, Int32(descriptors.count)) }
+        }
+        guard spawned == 0 else { throw SyscallError("posix_spawn", path: path, errno: spawned) }
+        return pid
+    }
+}

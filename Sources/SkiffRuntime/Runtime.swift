@@ -42,7 +42,9 @@ public struct Runtime {
     }
 
     /// `create`: the container up to the point where only execve is left, then returns.
-    public func create(id: String, bundle: String, consoleSocket: String? = nil) throws -> Launched {
+    /// With `diesWithCaller` the init gets SIGKILL when the calling process dies (an engine's
+    /// monitor); a runtime's `create`, which exits while the container waits, leaves it off.
+    public func create(id: String, bundle: String, consoleSocket: String? = nil, diesWithCaller: Bool = false) throws -> Launched {
         let (spec, plan) = try plan(id: id, bundle: bundle)
         guard plan.process.terminal == (consoleSocket != nil) else {
             throw SkiffError(
@@ -63,14 +65,14 @@ public struct Runtime {
                 cause: SyscallError("mkdir", path: store.directory(id)))
         }
         do {
-            return try launch(spec: spec, plan: plan, consoleSocket: consoleSocket)
+            return try launch(spec: spec, plan: plan, consoleSocket: consoleSocket, diesWithCaller: diesWithCaller)
         } catch {
             store.remove(id)
             throw error
         }
     }
 
-    private func launch(spec: Spec, plan: ContainerPlan, consoleSocket: String?) throws -> Launched {
+    private func launch(spec: Spec, plan: ContainerPlan, consoleSocket: String?, diesWithCaller: Bool) throws -> Launched {
         try ExecFIFO.create(at: store.execFIFO(plan.id), kernel: kernel)
         let filter = try plan.seccomp.map { profile throws(SkiffError) in try compiledFilter(profile) }
         let cgroupPath = plan.cgroupPath.flatMap { $0.hasPrefix("/") ? $0 : nil } ?? "/skiff/\(plan.id)"
@@ -90,7 +92,7 @@ public struct Runtime {
         do {
             process = try inPIDNamespace(plan.joinedPIDNamespace) {
                 try ContainerProcess.clone(
-                    plan.joinsUserNamespace ? [] : plan.newNamespaces, kernel: kernel, dieWithParent: false,
+                    plan.joinsUserNamespace ? [] : plan.newNamespaces, kernel: kernel, dieWithParent: diesWithCaller,
                     keeping: console.map { [$0] } ?? [], why: "the container's init"
                 ) { side in
                     try initSteps.run(side: side)

@@ -110,7 +110,7 @@ extension RealTests {
                 ])
             #expect(run.status == 3, "\(run.stderr)")
             #expect(run.lines == ["hi", "/tmp", "yes"])
-            #expect(try Files.names(in: scratch.path + "/fresh/containers").isEmpty, "--rm leaves no container directory")
+            #expect(try Files.names(in: scratch.path + "/fresh/containers").filter { !$0.hasPrefix(".") }.isEmpty, "--rm leaves no container")
             #expect(!(try ProcFS().mountInfo()).contains(scratch.path), "and no mount")
             let missing = try skiff("fresh", ["run", "--rm", name, "/no/such/program"])
             #expect(missing.status == 127, "\(missing.stderr)")
@@ -126,6 +126,90 @@ extension RealTests {
             #expect(lesson12.status == 0, "\(lesson12.stderr)")
             #expect(lesson12.stderr.hasPrefix("lesson12-images: pulled \(name) as sha256:"), "\(lesson12.stderr)")
             #expect(lesson12.lines == ["yes", "uid=0 euid=0 gid=0 egid=0", "         0     100000      65536"])
+        }
+    }
+}
+
+extension RealTests {
+    /// The engine's container lifecycle on the busybox sample imported as an image.
+    @Suite("skiff: containers run, detached or not, and are listed, logged, stopped and removed")
+    struct ContainerLifecycleTests {
+        final class Engine {
+            let scratch: TemporaryDirectory
+            init() throws {
+                scratch = try TemporaryDirectory()
+                let tarball = try ImageTests.sampleTar(in: scratch.path)
+                let imported = try run(["import", tarball, "sample:1"])
+                guard imported.status == 0 else { throw TestSetupError("import: \(imported.stderr)") }
+            }
+            func run(_ arguments: [String]) throws -> Outcome {
+                try Started(Host.executable("skiff"), ["--root", scratch.path + "/root"] + arguments).finish()
+            }
+            var containers: String { scratch.path + "/root/containers" }
+        }
+
+        @Test("run -d returns the id at once; ps, logs and exec see it; stop sends TERM; rm removes it and its mounts")
+        func detached() throws {
+            let engine = try Engine()
+            let started = try engine.run([
+                "run", "-d", "--name", "web", "sample:1", "sh", "-c",
+                "echo started; trap 'echo got TERM; exit 0' TERM; while true; do sleep 1; done",
+            ])
+            #expect(started.status == 0, "\(started.stderr)")
+            let id = started.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(id.count == 64)
+            #expect(try engine.run(["ps", "-q"]).lines == [String(id.prefix(12))])
+            let again = try engine.run(["run", "-d", "--name", "web", "sample:1", "true"])
+            #expect(again.status == 125 && again.stderr.contains("the container name \"/web\" is already in use"), "\(again.stderr)")
+            let exec = try engine.run(["exec", "-e", "WHO=exec", "web", "sh", "-c", "echo $WHO; cat /proc/1/comm; hostname; exit 4"])
+            #expect(exec.status == 4)
+            #expect(exec.lines == ["exec", "sh", String(id.prefix(12))], "another process in the container's PID and UTS namespaces")
+            for _ in 0..<100 where try !engine.run(["logs", "web"]).stdout.contains("started") { usleep(20_000) }
+            #expect(try engine.run(["stop", "-t", "5", "web"]).status == 0)
+            #expect(try engine.run(["logs", "web"]).lines == ["started", "got TERM"], "the log outlives the container")
+            #expect(try engine.run(["ps", "-a"]).stdout.contains("Exited (0)"))
+            #expect(try engine.run(["rm", "web"]).status == 0)
+            #expect(try engine.run(["ps", "-a", "-q"]).stdout.isEmpty)
+            #expect(try Files.names(in: engine.containers).filter { !$0.hasPrefix(".") }.isEmpty)
+            #expect(!(try ProcFS().mountInfo()).contains(engine.scratch.path), "no mount is left")
+        }
+
+        @Test("a foreground run returns the exit status and stays listed; --rm leaves nothing; rm -f kills a running one")
+        func foreground() throws {
+            let engine = try Engine()
+            let kept = try engine.run(["run", "--name", "once", "sample:1", "sh", "-c", "echo out; exit 3"])
+            #expect(kept.status == 3 && kept.lines == ["out"], "\(kept.stderr)")
+            #expect(try engine.run(["ps", "-a"]).stdout.contains("Exited (3)"))
+            let removed = try engine.run(["run", "--rm", "sample:1", "true"])
+            #expect(removed.status == 0)
+            #expect(try engine.run(["ps", "-a", "-q"]).lines.count == 1, "--rm left no record")
+            #expect(try engine.run(["run", "-d", "--name", "sleeper", "sample:1", "sleep", "60"]).status == 0)
+            let busy = try engine.run(["rm", "sleeper"])
+            #expect(busy.status == 125 && busy.stderr.contains("is running"))
+            #expect(try engine.run(["rm", "-f", "sleeper", "once"]).status == 0)
+            #expect(try engine.run(["ps", "-a", "-q"]).stdout.isEmpty)
+            #expect(!(try ProcFS().mountInfo()).contains(engine.scratch.path))
+        }
+
+        @Test("kill -9 of a container's monitor: ps shows it exited, and rm cleans up")
+        func monitorKilled() throws {
+            let engine = try Engine()
+            #expect(try engine.run(["run", "-d", "--name", "orphan", "sample:1", "sleep", "60"]).status == 0)
+            let record = try JSONDecoder().decode(
+                ContainerRecord.self,
+                from: Data(
+                    contentsOf: URL(
+                        fileURLWithPath: engine.containers + "/" + (try engine.run(["ps", "-q", "--no-trunc"]).lines.first ?? "")
+                            + "/container.json"
+                    )))
+            let monitor = try #require(record.monitorPID)
+            let pid = try #require(record.pid)
+            kill(monitor, SIGKILL)
+            for _ in 0..<200 where ProcFS().isRunning(pid) || ProcFS().isRunning(monitor) { usleep(10_000) }
+            #expect(!ProcFS().isRunning(pid), "the container dies with its monitor")
+            #expect(try engine.run(["ps", "-a"]).stdout.contains("Exited (137)"))
+            #expect(try engine.run(["rm", "orphan"]).status == 0)
+            #expect(try engine.run(["ps", "-a", "-q"]).stdout.isEmpty)
         }
     }
 }

@@ -43,6 +43,12 @@ int sk_setresgid(gid_t gid);
 /// child's end and the parent reads end-of-file.
 int sk_pipe_cloexec(int fds[2]);
 
+/// posix_spawn(3) of `path` in a session of its own (POSIX_SPAWN_SETSID), with `fds[n]` as
+/// its descriptor n and every other descriptor closed (posix_spawn_file_actions_addclosefrom_np:
+/// _GNU_SOURCE only). Nothing of the caller's leaks into a process that outlives it, such as
+/// the socket by which Foundation's Process learns that a child has ended. Returns 0 or an errno.
+int sk_spawn_detached(pid_t *pid, const char *path, char *const argv[], char *const envp[], const int *fds, int count);
+
 /// prctl(PR_SET_PDEATHSIG): prctl is variadic.
 int sk_set_parent_death_signal(int signal_number);
 /// prctl(PR_GET_PDEATHSIG): the signal set, 0 for none.
