@@ -179,9 +179,15 @@ public enum ImageArchive {
     /// Writes `members` as a tar at `path` (through a temporary file, renamed when complete),
     /// reproducibly: owned by 0:0, every time the epoch, parent directories listed first.
     public static func writeTar(_ members: [Member], to path: String) throws(SkiffError) {
+        try replacing(path) { temporary in try writeTar(members, temporary: temporary) }
+    }
+
+    /// Runs `write` on a temporary file beside `path`, then renames it into place: a reader (or
+    /// a crash) sees no file or the whole one. On failure the temporary file is removed.
+    static func replacing(_ path: String, _ write: (String) throws -> Void) throws(SkiffError) {
         let temporary = "\(path).skiff-\(getpid())"
         do {
-            try writeTar(members, temporary: temporary)
+            try write(temporary)
             guard rename(temporary, path) == 0 else { throw SyscallError("rename", path: path) }
         } catch let error as SkiffError {
             unlink(temporary)
@@ -244,17 +250,7 @@ public enum ImageArchive {
     /// deleted it or a parent (`.wh.NAME`), or made a parent opaque (`.wh..wh..opq`), as
     /// overlayfs would show it (OCI image spec, layer.md, "Whiteouts").
     public static func flatten(layers: [String], to output: String) throws(SkiffError) {
-        let temporary = "\(output).skiff-\(getpid())"
-        do {
-            try flatten(layers: layers, temporary: temporary)
-            guard rename(temporary, output) == 0 else { throw SyscallError("rename", path: output) }
-        } catch let error as SkiffError {
-            unlink(temporary)
-            throw error
-        } catch {
-            unlink(temporary)
-            throw SkiffError(.setupFailed, "cannot write \(output)", cause: error)
-        }
+        try replacing(output) { temporary in try flatten(layers: layers, temporary: temporary) }
     }
 
     private static func flatten(layers: [String], temporary: String) throws {

@@ -110,7 +110,8 @@ extension RealTests {
                 ])
             #expect(run.status == 3, "\(run.stderr)")
             #expect(run.lines == ["hi", "/tmp", "yes"])
-            #expect(try Files.names(in: scratch.path + "/fresh/containers").filter { !$0.hasPrefix(".") }.isEmpty, "--rm leaves no container")
+            #expect(
+                try Files.names(in: scratch.path + "/fresh/containers").filter { !$0.hasPrefix(".") }.isEmpty, "--rm leaves no container")
             #expect(!(try ProcFS().mountInfo()).contains(scratch.path), "and no mount")
             let missing = try skiff("fresh", ["run", "--rm", name, "/no/such/program"])
             #expect(missing.status == 127, "\(missing.stderr)")

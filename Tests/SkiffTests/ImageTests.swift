@@ -723,33 +723,12 @@ extension ImageTests {
         @Test("docker save output loads into Skiff with Docker's image id; Skiff's save loads into docker, which runs it")
         func dockerSaveAndLoad() throws {
             let fixture = try Fixture()
-            let root = fixture.scratch.path + "/docker"
-            try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-            let config = #"{"iptables": false, "bridge": "none", "storage-driver": "vfs"}"#
-            try config.write(toFile: root + "/daemon.json", atomically: false, encoding: .utf8)
-            let socket = "unix://\(root)/docker.sock"
-            let daemon = try Started(
-                try #require(Tool.find("dockerd")),
-                [
-                    "--data-root", root + "/data", "--exec-root", root + "/exec", "--pidfile", root + "/docker.pid", "-H", socket,
-                    "--config-file", root + "/daemon.json",
-                ])
+            let dockerd = try TestDockerDaemon()
             defer {
-                daemon.process.terminate()
-                _ = daemon.finish(seconds: 30)
+                dockerd.stop()
                 fixture.cleanUp()
-                for hierarchy in (try? Files.names(in: "/sys/fs/cgroup")) ?? [] { rmdir("/sys/fs/cgroup/\(hierarchy)/docker") }
             }
-            let docker = try #require(Tool.find("docker"))
-            func run(_ arguments: [String]) throws -> Tool.Result {
-                try Tool.run(docker, ["-H", socket] + arguments, environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=\(root)"])
-            }
-            var ready = false
-            for _ in 0..<300 where !ready {
-                ready = (try? run(["version"]))?.status == 0
-                if !ready { usleep(100_000) }
-            }
-            try #require(ready, "dockerd started")
+            func run(_ arguments: [String]) throws -> Tool.Result { try dockerd.run(arguments) }
 
             // Docker -> Skiff.
             let tarball = try ImageTests.sampleTar(in: fixture.scratch.path)

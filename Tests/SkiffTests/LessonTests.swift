@@ -806,17 +806,20 @@ extension RealTests {
             _ = try run("umoci", ["init", "--layout", layout])
             _ = try run("umoci", ["new", "--image", layout + ":app"])
             _ = try run("umoci", ["raw", "add-layer", "--image", layout + ":app", tarball])
-            _ = try run("umoci", [
-                "config", "--image", layout + ":app", "--config.env", "GREETING=hello", "--config.workingdir", "/tmp",
-                "--config.user", "nobody", "--config.cmd", "sh", "--config.cmd", "-c", "--config.cmd", "echo $GREETING; pwd; id -un",
-            ])
+            _ = try run(
+                "umoci",
+                [
+                    "config", "--image", layout + ":app", "--config.env", "GREETING=hello", "--config.workingdir", "/tmp",
+                    "--config.user", "nobody", "--config.cmd", "sh", "--config.cmd", "-c", "--config.cmd", "echo $GREETING; pwd; id -un",
+                ])
             let store = scratch.path + "/store"
             let loaded = try run("skiff", ["--root", store, "load", "-q", "-i", layout])
             let id = try #require(loaded.lines.last?.components(separatedBy: "Loaded image ID: ").last)
             _ = try run("skiff", ["--root", store, "tag", id, "lab/app:1"])
             let image = Self.network + ["--store", store, "--image", "lab/app:1"]
             #expect(try lesson("lesson12-images", image).lines == ["hello", "/tmp", "nobody"])
-            #expect(try lesson("lesson12-images", image + ["-e", "GREETING=bonjour", "--user", "root"]).lines == ["bonjour", "/tmp", "root"])
+            #expect(
+                try lesson("lesson12-images", image + ["-e", "GREETING=bonjour", "--user", "root"]).lines == ["bonjour", "/tmp", "root"])
             #expect(try lesson("lesson12-images", image + ["--", "sh", "-c", "echo $GREETING"]).lines == ["hello"])
         }
 
@@ -1160,35 +1163,10 @@ extension RealTests {
     struct RuntimeDockerTests {
         @Test("docker run --runtime skiff runs the sample image, returns its output and exit status, and docker stop stops it")
         func dockerRun() throws {
-            let root = NSTemporaryDirectory() + "skiff-docker-\(UUID().uuidString.prefix(8))"
-            try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-            let runtime = try Host.executable("skiff-runtime")
-            let config = #"{"runtimes": {"skiff": {"path": "\#(runtime)"}}, "iptables": false, "bridge": "none", "storage-driver": "vfs"}"#
-            try config.write(toFile: root + "/daemon.json", atomically: false, encoding: .utf8)
-            let socket = "unix://\(root)/docker.sock"
-            let daemon = try Started(
-                try #require(Tool.find("dockerd")),
-                [
-                    "--data-root", root + "/data", "--exec-root", root + "/exec", "--pidfile", root + "/docker.pid", "-H", socket,
-                    "--config-file", root + "/daemon.json",
-                ])
-            defer {
-                daemon.process.terminate()
-                _ = daemon.finish(seconds: 30)
-                try? FileManager.default.removeItem(atPath: root)
-                for hierarchy in (try? Files.names(in: "/sys/fs/cgroup")) ?? [] { rmdir("/sys/fs/cgroup/\(hierarchy)/docker") }
-            }
-            let docker = try #require(Tool.find("docker"))
-            func run(_ arguments: [String], input: String = "") throws -> Tool.Result {
-                try Tool.run(
-                    docker, ["-H", socket] + arguments, input: input, environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=\(root)"])
-            }
-            var ready = false
-            for _ in 0..<300 where !ready {
-                ready = (try? run(["version"]))?.status == 0
-                if !ready { usleep(100_000) }
-            }
-            try #require(ready, "dockerd started")
+            let dockerd = try TestDockerDaemon(runtimes: ["skiff": try Host.executable("skiff-runtime")])
+            defer { dockerd.stop() }
+            let root = dockerd.root
+            func run(_ arguments: [String], input: String = "") throws -> Tool.Result { try dockerd.run(arguments, input: input) }
             // The busybox sample as an image, as `docker import` makes one from a rootfs tar.
             let tarball = root + "/rootfs.tar"
             let tar = try Tool.run(try #require(Tool.find("tar")), ["-C", Host.sampleRootfs, "-cf", tarball, "."])

@@ -1,4 +1,5 @@
 import Foundation
+import SkiffKernel
 import Testing
 
 /// Facts about the machine the tests run on, and a way to run the lesson executables.
@@ -131,4 +132,51 @@ func namespaces(from outcome: Outcome) -> [String: String] {
         if parts.count == 2 { result[String(parts[0])] = String(parts[1]) }
     }
     return result
+}
+
+/// A dockerd of the test's own: data, exec root, pid file and socket in a temporary directory,
+/// no bridge, no iptables, vfs storage, and `runtimes` (name: path) added. Stopped, and its
+/// cgroups removed, by `stop()`.
+final class TestDockerDaemon {
+    let root = NSTemporaryDirectory() + "skiff-docker-\(UUID().uuidString.prefix(8))"
+    private let daemon: Started
+    private let docker: String
+    private var socket: String { "unix://\(root)/docker.sock" }
+
+    init(runtimes: [String: String] = [:]) throws {
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let runtimeEntries = runtimes.map { #""\#($0.key)": {"path": "\#($0.value)"}"# }.joined(separator: ", ")
+        let config = #"{"runtimes": {\#(runtimeEntries)}, "iptables": false, "bridge": "none", "storage-driver": "vfs"}"#
+        try config.write(toFile: root + "/daemon.json", atomically: false, encoding: .utf8)
+        guard let dockerd = Tool.find("dockerd"), let docker = Tool.find("docker") else {
+            throw TestSetupError("dockerd and docker are not installed (apt-get install docker.io)")
+        }
+        self.docker = docker
+        daemon = try Started(
+            dockerd,
+            [
+                "--data-root", root + "/data", "--exec-root", root + "/exec", "--pidfile", root + "/docker.pid", "-H",
+                "unix://\(root)/docker.sock", "--config-file", root + "/daemon.json",
+            ])
+        // Bounded: 30 s for the daemon to answer.
+        for _ in 0..<300 {
+            if (try? run(["version"]))?.status == 0 { return }
+            usleep(100_000)
+        }
+        stop()
+        throw TestSetupError("dockerd did not start")
+    }
+
+    /// The docker CLI against this daemon.
+    func run(_ arguments: [String], input: String = "") throws -> Tool.Result {
+        try Tool.run(
+            docker, ["-H", socket] + arguments, input: input, environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=\(root)"])
+    }
+
+    func stop() {
+        daemon.process.terminate()
+        _ = daemon.finish(seconds: 30)
+        try? FileManager.default.removeItem(atPath: root)
+        for hierarchy in (try? Files.names(in: "/sys/fs/cgroup")) ?? [] { rmdir("/sys/fs/cgroup/\(hierarchy)/docker") }
+    }
 }
