@@ -22,28 +22,24 @@
 # everything else it starts or makes (registry, dockerd, mounts, temp dirs) is removed on exit,
 # also on Ctrl-C.
 #
-# Measured here 2026-11-23 (2 cores, ext4, 3 runs, skiff release build):
+# Measured here 2026-11-23 (2 cores, ext4, 3 runs, skiff release build at 568f770, machine quiet):
 #   minbase layer: 93 MB gzip, 210 MB uncompressed      mean s   MB/s   × tar -xf
-#   tar -xf (gzip layer, as pushed)                       2.09    101     1.00
-#   tar -xf (uncompressed layer)                          0.67    315     0.32
-#   skiff pull + unpack                                   3.32     63     1.59
-#     skiff pull alone                                    0.78    269     0.38
-#     skiff unpack alone (first run --rm)                 2.45     86     1.17
-#   skiff load + unpack                                   3.41     62     1.63
-#     skiff load alone                                    1.14    185     0.55
-#   skopeo copy + umoci unpack                            5.13     41     2.46
-#     umoci unpack alone                                  4.83     44     2.31
-#   docker pull (dockerd 20.10.24, overlay2)              6.20     34     2.97
-# So pull + unpack is 1.59× and load + unpack 1.63× tar -xf: over the 1.5× target by about 0.2 s,
-# though 1.9× faster than docker pull and 1.5× faster than skopeo + umoci. Where the time goes
-# (strace -tt): pull is download (curl alone 0.1 s) plus the sha256 of the 93 MB blob; the
-# first run --rm is about 0.15 s start, 0.7 s for a separate pass that gunzips the whole layer
-# only to compute its diff_id, then the apply (gunzip again, write the files) and about 0.3 s to
-# start and remove the container. Load also computes the diff_id (0.8 s) and unpack computes it
-# again. Computing the diff_id while applying (one gunzip, not two), or trusting the diff_id
-# checked at load/pull, would take about 0.7 s off: pull + unpack about 2.6 s, 1.25× tar -xf.
-# (The skiff measured was the working tree at 76b661c plus uncommitted edits of other sessions;
-# the machine was shared with their builds, so ± is wide.)
+#   tar -xf (gzip layer, as pushed)                       2.41     87     1.00
+#   tar -xf (uncompressed layer)                          0.66    320     0.27
+#   skiff pull + unpack                                   2.89     73     1.20
+#     skiff pull alone                                    0.85    247     0.35
+#     skiff unpack alone (first run --rm)                 2.07    102     0.86
+#   skiff load + unpack                                   3.36     63     1.39
+#     skiff load alone                                    1.39    151     0.58
+#   skopeo copy + umoci unpack                            5.48     38     2.28
+#     umoci unpack alone                                  4.33     49     1.80
+#   docker pull (dockerd 20.10.24, overlay2)              5.44     39     2.26
+# So pull + unpack is 1.20× and load + unpack 1.39× tar -xf, within the 1.5× target, and about
+# 1.9× faster than docker pull and skopeo + umoci. Before (at 76b661c) they were 1.59× and 1.63×:
+# unpack then decompressed each layer twice, once only to compute its diff_id (0.7 s here); now
+# the diff_id is hashed from the stream that the apply reads (SkiffLayers' DecompressedStream).
+# What is left in pull is mostly the sha256 of the 93 MB blob after the download (curl alone
+# takes 0.1 s); hashing while downloading would take most of it off.
 set -euo pipefail
 runs=${RUNS:-3}
 root=$(cd "$(dirname "$0")/.." && pwd)
