@@ -132,3 +132,67 @@ struct ContainerExecCommand: ParsableCommand {
         }
     }
 }
+
+/// `skiff start CONTAINER...`: runs stopped containers again, detached, each with a new monitor;
+/// their root keeps what they wrote, their log grows.
+struct ContainerStartCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "start", abstract: "Start stopped containers again.")
+    @OptionGroup var global: SkiffOptions
+    @Argument(help: "Containers: names or ids.") var containers: [String]
+
+    func run() throws {
+        try global.perform {
+            let monitor = ContainerMonitor(root: global.rootPath)
+            _ = monitor.containersRepaired()
+            for container in containers {
+                let record = try monitor.containers.resolve(container)
+                if record.status != .running { try startDetached(record.id, root: global.rootPath, containers: monitor.containers) }
+                print(container)
+            }
+        }
+    }
+}
+
+/// `skiff kill [-s SIGNAL] CONTAINER...`: a signal (KILL by default) to each container's process.
+struct ContainerKillCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "kill", abstract: "Send a signal to running containers.")
+    @OptionGroup var global: SkiffOptions
+    @Option(name: .shortAndLong, help: "The signal: a name (TERM, SIGHUP) or a number.") var signal = "KILL"
+    @Argument(help: "Containers: names or ids.") var containers: [String]
+
+    func run() throws {
+        try global.perform {
+            let number = try signalNumber(signal)
+            let monitor = ContainerMonitor(root: global.rootPath)
+            for container in containers {
+                let record = try monitor.containers.resolve(container)
+                guard record.status == .running else { throw SkiffError(.invalidInput, "container \(container) is not running") }
+                try monitor.signal(id: record.id, number)
+                print(container)
+            }
+        }
+    }
+}
+
+/// `skiff wait CONTAINER...`: blocks until each container ends and prints its exit code.
+struct ContainerWaitCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "wait", abstract: "Wait for containers to end; print their exit codes.")
+    @OptionGroup var global: SkiffOptions
+    @Argument(help: "Containers: names or ids.") var containers: [String]
+
+    func run() throws {
+        try global.perform {
+            let monitor = ContainerMonitor(root: global.rootPath)
+            for container in containers {
+                var record = try monitor.containers.resolve(container)
+                // Until the monitor records the end, or is found gone (then repaired).
+                while record.status == .running {
+                    usleep(50_000)
+                    record = monitor.containersRepaired().first { $0.id == record.id } ?? record
+                    if (try? monitor.containers.load(record.id)) == nil { break }  // removed meanwhile (--rm)
+                }
+                print(record.exitCode ?? 0)
+            }
+        }
+    }
+}

@@ -118,6 +118,12 @@ public struct ContainerMonitor {
         }
     }
 
+    /// Sends `signal` to the container's first process, through the runtime, which checks that
+    /// the pid is still the container's (its start time) before it signals.
+    public func signal(id: String, _ signal: Int32) throws {
+        try runtime.kill(id: id, signal: signal, all: false)
+    }
+
     /// Stops container `id` as `docker stop` does: `signal` (SIGTERM unless the image says
     /// otherwise), up to `timeout` seconds for it to end, then SIGKILL.
     public func stop(id: String, signal: Int32 = SIGTERM, timeout: Int = 10) throws {
