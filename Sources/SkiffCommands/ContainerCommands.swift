@@ -21,7 +21,8 @@ struct ListContainersCommand: ParsableCommand {
 
     func run() throws {
         try global.perform {
-            let records = ContainerMonitor(root: global.rootPath).containersRepaired().filter { all || $0.status == .running }
+            let monitor = ContainerMonitor(root: global.rootPath)
+            let records = monitor.containersRepaired().filter { all || $0.status == .running }
             if quiet {
                 records.forEach { print(noTrunc ? $0.id : String($0.id.prefix(12))) }
                 return
@@ -31,8 +32,8 @@ struct ListContainersCommand: ParsableCommand {
                 var command = "\"" + (record.command.isEmpty ? "(image default)" : record.command.joined(separator: " ")) + "\""
                 if !noTrunc && command.count > 22 { command = String(command.prefix(19)) + "…\"" }
                 rows.append([
-                    noTrunc ? record.id : String(record.id.prefix(12)), record.image, command, record.created, record.statusText,
-                    record.name,
+                    noTrunc ? record.id : String(record.id.prefix(12)), record.image, command, record.created,
+                    record.statusText + (record.status == .running && monitor.isPaused(id: record.id) ? " (Paused)" : ""), record.name,
                 ])
             }
             printTable(header: ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"], rows: rows)
@@ -193,6 +194,48 @@ struct ContainerWaitCommand: ParsableCommand {
                 }
                 print(record.exitCode ?? 0)
             }
+        }
+    }
+}
+
+/// `skiff pause` / `skiff unpause CONTAINER...`: the cgroup freezer, as Docker does.
+struct ContainerPauseCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "pause", abstract: "Freeze every process of running containers.")
+    @OptionGroup var global: SkiffOptions
+    @Argument(help: "Containers: names or ids.") var containers: [String]
+
+    func run() throws { try global.perform { try setPaused(containers, true, root: global.rootPath) } }
+}
+
+struct ContainerUnpauseCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "unpause", abstract: "Thaw paused containers.")
+    @OptionGroup var global: SkiffOptions
+    @Argument(help: "Containers: names or ids.") var containers: [String]
+
+    func run() throws { try global.perform { try setPaused(containers, false, root: global.rootPath) } }
+}
+
+private func setPaused(_ containers: [String], _ paused: Bool, root: String) throws {
+    let monitor = ContainerMonitor(root: root)
+    for container in containers {
+        let record = try monitor.containers.resolve(container)
+        guard record.status == .running else { throw SkiffError(.invalidInput, "container \(container) is not running") }
+        try monitor.setPaused(id: record.id, paused)
+        print(container)
+    }
+}
+
+/// `skiff rename CONTAINER NEW_NAME`.
+struct ContainerRenameCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "rename", abstract: "Give a container another name.")
+    @OptionGroup var global: SkiffOptions
+    @Argument(help: "The container: a name or an id.") var container: String
+    @Argument(help: "Its new name.") var name: String
+
+    func run() throws {
+        try global.perform {
+            let containers = global.containers
+            try containers.rename(try containers.resolve(container).id, to: name)
         }
     }
 }

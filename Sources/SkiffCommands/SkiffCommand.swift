@@ -15,7 +15,8 @@ public struct SkiffCommand: ParsableCommand {
     static let registryCommands: [any ParsableCommand.Type] = [Pull.self, Push.self, Login.self, Logout.self]
     static let containerCommands: [any ParsableCommand.Type] = [
         ContainerRunCommand.self, ListContainersCommand.self, LogsCommand.self, StopCommand.self, RemoveContainerCommand.self,
-        ContainerExecCommand.self, ContainerStartCommand.self, ContainerKillCommand.self, ContainerWaitCommand.self, MonitorCommand.self,
+        ContainerExecCommand.self, ContainerStartCommand.self, ContainerKillCommand.self, ContainerWaitCommand.self,
+        ContainerPauseCommand.self, ContainerUnpauseCommand.self, ContainerRenameCommand.self, MonitorCommand.self,
     ]
 
     public static let configuration = CommandConfiguration(

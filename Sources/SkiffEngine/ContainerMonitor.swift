@@ -124,6 +124,16 @@ public struct ContainerMonitor {
         try runtime.kill(id: id, signal: signal, all: false)
     }
 
+    /// Freezes (or thaws) every process of running container `id` with the cgroup freezer.
+    public func setPaused(id: String, _ paused: Bool) throws {
+        try runtime.setPaused(id: id, paused)
+    }
+
+    /// Whether container `id` is frozen now.
+    public func isPaused(id: String) -> Bool {
+        (try? runtime.store.load(id))?.status == .paused
+    }
+
     /// Stops container `id` as `docker stop` does: `signal` (SIGTERM unless the image says
     /// otherwise), up to `timeout` seconds for it to end, then SIGKILL.
     public func stop(id: String, signal: Int32 = SIGTERM, timeout: Int = 10) throws {

@@ -89,6 +89,22 @@ public struct ContainerStore: Sendable {
         return try body()
     }
 
+    /// Gives container `id` the name `name`, refused when another container has it.
+    public func rename(_ id: String, to name: String) throws(SkiffError) {
+        try Self.validate(name: name)
+        try locked { () throws(SkiffError) in
+            if let other = all().first(where: { $0.name == name && $0.id != id }) {
+                throw SkiffError(
+                    .invalidInput,
+                    "the container name \"/\(name)\" is already in use by container \(other.id.prefix(12)): remove it or choose another name"
+                )
+            }
+            var record = try load(id)
+            record.name = name
+            try save(record)
+        }
+    }
+
     /// Records a new container; a name already taken is refused before anything is made.
     public func add(_ record: ContainerRecord) throws(SkiffError) {
         try locked { () throws(SkiffError) in

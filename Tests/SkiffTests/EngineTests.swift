@@ -166,6 +166,12 @@ extension RealTests {
             #expect(exec.status == 4)
             #expect(exec.lines == ["exec", "sh", String(id.prefix(12))], "another process in the container's PID and UTS namespaces")
             for _ in 0..<100 where try !engine.run(["logs", "web"]).stdout.contains("started") { usleep(20_000) }
+            #expect(try engine.run(["pause", "web"]).status == 0)
+            #expect(try engine.run(["ps"]).stdout.contains("Up (Paused)"))
+            #expect(try engine.run(["unpause", "web"]).status == 0)
+            #expect(try engine.run(["rename", "web", "site"]).status == 0)
+            #expect(try engine.run(["ps", "--format-check-unknown"]).status == 125)
+            #expect(try engine.run(["rename", "site", "web"]).status == 0, "and back")
             #expect(try engine.run(["stop", "-t", "5", "web"]).status == 0)
             #expect(try engine.run(["logs", "web"]).lines == ["started", "got TERM"], "the log outlives the container")
             #expect(try engine.run(["ps", "-a"]).stdout.contains("Exited (0)"))
