@@ -29,7 +29,7 @@ public struct Digest: Hashable, Sendable, Codable, CustomStringConvertible, Comp
 
     /// The digest a running hash has reached.
     public init(finalizing hasher: SHA256) {
-        hex = hasher.finalize().map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+        hex = Files.hexadecimal(hasher.finalize())
     }
 
     public var description: String { "sha256:" + hex }

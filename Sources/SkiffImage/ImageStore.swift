@@ -155,15 +155,13 @@ public struct ImageStore: Sendable {
         } catch {
             throw SkiffError(.setupFailed, "cannot create the image store \(root)", cause: error)
         }
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw SkiffError(.setupFailed, "cannot open the store's lock", cause: SyscallError("open", path: path)) }
-        defer { close(fd) }
-        while flock(fd, operation) != 0 {
-            guard errno == EINTR else {
-                throw SkiffError(.setupFailed, "cannot lock the image store", cause: SyscallError("flock", path: path))
-            }
+        let lock: Files.FileLock
+        do {
+            lock = try Files.lock(path, operation)
+        } catch {
+            throw SkiffError(.setupFailed, "cannot lock the image store", cause: error)
         }
-        defer { flock(fd, LOCK_UN) }
+        defer { lock.release() }
         return try body()
     }
 

@@ -44,6 +44,11 @@ public struct ProcFS: Sendable {
 /// Reading files is not a change to the system, so it does not go through the `Syscalls` seam;
 /// callers that need a fake take a root directory instead.
 public enum Files {
+    /// Lowercase hexadecimal, two digits a byte: how digests and ids are written.
+    public static func hexadecimal(_ bytes: some Sequence<UInt8>) -> String {
+        bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+    }
+
     public static func readText(_ path: String) throws(SyscallError) -> String {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         try check(fd, "open", path)
@@ -144,6 +149,32 @@ public enum Files {
             }
             try buffer.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[..<count])) }
         }
+    }
+
+    /// A held flock(2) on a lock file; `release` unlocks before closing, so that a process
+    /// forked meanwhile (which shares the open file) does not keep the lock.
+    public struct FileLock {
+        let fd: Int32
+
+        public func release() {
+            flock(fd, LOCK_UN)
+            close(fd)
+        }
+    }
+
+    /// Opens (creating, mode 0600) the lock file at `path` and takes flock(2) `operation` on it
+    /// (LOCK_EX or LOCK_SH), waiting for other holders; EINTR is retried.
+    public static func lock(_ path: String, _ operation: Int32 = LOCK_EX) throws(SyscallError) -> FileLock {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        try check(fd, "open", path)
+        while flock(fd, operation) != 0 {
+            guard errno == EINTR else {
+                let error = SyscallError("flock", path: path)
+                close(fd)
+                throw error
+            }
+        }
+        return FileLock(fd: fd)
     }
 
     /// pipe2(2) with O_CLOEXEC: neither end reaches a program this process starts unless it is

@@ -72,7 +72,7 @@ final class DecompressedStream {
             if count == 0 { break }
             if count < 0 { throw SkiffError(.invalidInput, "the layer \(path) is damaged: \(failure ?? "read error")") }
         }
-        return "sha256:" + hasher.finalize().map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+        return "sha256:" + Files.hexadecimal(hasher.finalize())
     }
 }
 

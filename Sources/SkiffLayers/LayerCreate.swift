@@ -182,5 +182,5 @@ public func sha256(of path: String) throws -> String {
     defer { close(fd) }
     var hasher = SHA256()
     try Files.forEachChunk(of: fd, path: path) { hasher.update(bufferPointer: $0) }
-    return "sha256:" + hasher.finalize().map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+    return "sha256:" + Files.hexadecimal(hasher.finalize())
 }

@@ -33,15 +33,13 @@ public struct AddressBook: Sendable {
         } catch {
             throw SkiffError(.setupFailed, "cannot create the network state directory", cause: error)
         }
-        let lock = open(file + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard lock >= 0 else { throw SkiffError(.setupFailed, "cannot open the lock", cause: SyscallError("open", path: file + ".lock")) }
-        defer { close(lock) }
-        while flock(lock, LOCK_EX) != 0 {
-            guard errno == EINTR else {
-                throw SkiffError(.setupFailed, "cannot lock the leases", cause: SyscallError("flock", path: file + ".lock"))
-            }
+        let lock: Files.FileLock
+        do {
+            lock = try Files.lock(file + ".lock")
+        } catch {
+            throw SkiffError(.setupFailed, "cannot lock the leases", cause: error)
         }
-        defer { flock(lock, LOCK_UN) }
+        defer { lock.release() }
         let all = try read()
         var live = all.filter { ProcFS().isRunning($0.ownerPID) }
         let reclaimed = all.filter { !ProcFS().isRunning($0.ownerPID) }

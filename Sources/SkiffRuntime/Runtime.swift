@@ -144,7 +144,7 @@ public struct Runtime {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         guard let key = try? encoder.encode(profile) else { return try profile.compile() }
-        let digest = SHA256.hash(data: key).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+        let digest = Files.hexadecimal(SHA256.hash(data: key))
         let directory = store.root + "/.seccomp"
         let file = "\(directory)/\(digest).bpf"
         if let cached = FileManager.default.contents(atPath: file), !cached.isEmpty, cached.count % 8 == 0 { return Array(cached) }
