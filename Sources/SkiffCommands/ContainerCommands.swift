@@ -6,11 +6,6 @@ import SkiffImage
 import SkiffKernel
 import SkiffRuntime
 
-extension SkiffOptions {
-    var rootPath: String { root ?? ImageStore.defaultRoot }
-    var containers: ContainerStore { ContainerStore(root: rootPath) }
-}
-
 /// `skiff ps [-a] [-q] [--no-trunc]`: Docker's columns.
 struct ListContainersCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "ps", abstract: "List containers (running ones unless -a).")
@@ -125,8 +120,7 @@ struct ContainerExecCommand: ParsableCommand {
     func run() throws {
         try global.perform {
             let monitor = ContainerMonitor(root: global.rootPath)
-            let record = try monitor.containers.resolve(container)
-            guard record.status == .running else { throw SkiffError(.invalidInput, "container \(container) is not running") }
+            let record = try monitor.running(container)
             guard !command.isEmpty else { throw SkiffError(.invalidInput, "exec: give a command to run") }
             let status = try monitor.exec(id: record.id, command: command, environment: env, workingDirectory: workdir, user: user)
             throw ExitCode(status.code)
@@ -166,9 +160,7 @@ struct ContainerKillCommand: ParsableCommand {
             let number = try signalNumber(signal)
             let monitor = ContainerMonitor(root: global.rootPath)
             for container in containers {
-                let record = try monitor.containers.resolve(container)
-                guard record.status == .running else { throw SkiffError(.invalidInput, "container \(container) is not running") }
-                try monitor.signal(id: record.id, number)
+                try monitor.signal(id: try monitor.running(container).id, number)
                 print(container)
             }
         }
@@ -186,11 +178,12 @@ struct ContainerWaitCommand: ParsableCommand {
             let monitor = ContainerMonitor(root: global.rootPath)
             for container in containers {
                 var record = try monitor.containers.resolve(container)
-                // Until the monitor records the end, or is found gone (then repaired).
+                // Until the monitor records the end, or is found gone (then repaired); a record
+                // removed meanwhile (--rm) ends the wait too.
                 while record.status == .running {
                     usleep(50_000)
-                    record = monitor.containersRepaired().first { $0.id == record.id } ?? record
-                    if (try? monitor.containers.load(record.id)) == nil { break }  // removed meanwhile (--rm)
+                    guard let current = try? monitor.containers.load(record.id) else { break }
+                    record = monitor.repaired(current)
                 }
                 print(record.exitCode ?? 0)
             }
@@ -218,9 +211,7 @@ struct ContainerUnpauseCommand: ParsableCommand {
 private func setPaused(_ containers: [String], _ paused: Bool, root: String) throws {
     let monitor = ContainerMonitor(root: root)
     for container in containers {
-        let record = try monitor.containers.resolve(container)
-        guard record.status == .running else { throw SkiffError(.invalidInput, "container \(container) is not running") }
-        try monitor.setPaused(id: record.id, paused)
+        try monitor.setPaused(id: try monitor.running(container).id, paused)
         print(container)
     }
 }

@@ -31,7 +31,7 @@ struct ContainerRunCommand: ParsableCommand {
 
     func run() throws {
         try options.perform {
-            let root = options.global.root ?? ImageStore.defaultRoot
+            let root = options.global.rootPath
             let monitor = ContainerMonitor(root: root)
             // Now, while this process has one thread (a pull starts more).
             if !detach { try monitor.isolateMounts() }
@@ -124,7 +124,7 @@ struct MonitorCommand: ParsableCommand {
     @Argument var id: String
 
     func run() throws {
-        let monitor = ContainerMonitor(root: global.root ?? ImageStore.defaultRoot)
+        let monitor = ContainerMonitor(root: global.rootPath)
         var reported = false
         func report(_ text: String) {
             guard !reported else { return }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 @preconcurrency import Glibc
+import SkiffEngine
 import SkiffImage
 import SkiffKernel
 
@@ -51,7 +52,9 @@ public struct SkiffOptions: ParsableArguments {
 
     public init() {}
 
-    var store: ImageStore { ImageStore(root: root ?? ImageStore.defaultRoot) }
+    var rootPath: String { root ?? ImageStore.defaultRoot }
+    var store: ImageStore { ImageStore(root: rootPath) }
+    var containers: ContainerStore { ContainerStore(root: rootPath) }
 
     /// Runs `body`, turning a failure into Docker's convention: `skiff: MESSAGE` on stderr and
     /// exit status 125 (the status a SkiffError names).

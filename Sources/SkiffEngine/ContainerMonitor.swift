@@ -49,7 +49,7 @@ public struct ContainerMonitor {
             record.status = .running
             record.pid = launched.state.pid
             record.monitorPID = getpid()
-            record.startedAt = ContainerStore.timestamp()
+            record.startedAt = StateStore.timestamp()
             record.exitCode = nil
             record.finishedAt = nil
         }
@@ -64,7 +64,7 @@ public struct ContainerMonitor {
             try? containers.update(id) { record in
                 record.status = .exited
                 record.exitCode = 127
-                record.finishedAt = ContainerStore.timestamp()
+                record.finishedAt = StateStore.timestamp()
             }
             let failure = error as? SkiffError ?? SkiffError(.setupFailed, "cannot start container \(id.prefix(12))", cause: error)
             started(failure)
@@ -78,7 +78,7 @@ public struct ContainerMonitor {
             try containers.update(id) { record in
                 record.status = .exited
                 record.exitCode = status.code
-                record.finishedAt = ContainerStore.timestamp()
+                record.finishedAt = StateStore.timestamp()
             }
         }
         return status
@@ -106,16 +106,26 @@ public struct ContainerMonitor {
     /// parent-death signal did not end (it does not survive a change of user) is killed through
     /// the runtime, which also removes its cgroup and state. `skiff ps` and `rm` go through here.
     public func containersRepaired() -> [ContainerRecord] {
-        containers.all().map { record in
-            guard record.status == .running, let monitor = record.monitorPID, !ProcFS().isRunning(monitor) else { return record }
-            try? runtime.delete(id: record.id, force: true)
-            var fixed = record
-            fixed.status = .exited
-            fixed.exitCode = 137
-            fixed.finishedAt = ContainerStore.timestamp()
-            try? containers.update(record.id) { $0 = fixed }
-            return fixed
-        }
+        containers.all().map(repaired)
+    }
+
+    /// `record`, repaired if its monitor is gone (see `containersRepaired`).
+    public func repaired(_ record: ContainerRecord) -> ContainerRecord {
+        guard record.status == .running, let monitor = record.monitorPID, !ProcFS().isRunning(monitor) else { return record }
+        try? runtime.delete(id: record.id, force: true)
+        var fixed = record
+        fixed.status = .exited
+        fixed.exitCode = 137
+        fixed.finishedAt = StateStore.timestamp()
+        try? containers.update(record.id) { $0 = fixed }
+        return fixed
+    }
+
+    /// The container a user means, which must be running.
+    public func running(_ text: String) throws(SkiffError) -> ContainerRecord {
+        let record = repaired(try containers.resolve(text))
+        guard record.status == .running else { throw SkiffError(.invalidInput, "container \(text) is not running") }
+        return record
     }
 
     /// Sends `signal` to the container's first process, through the runtime, which checks that

@@ -3,6 +3,7 @@ import SkiffImage
 import SkiffJSON
 import SkiffKernel
 import SkiffLayers
+import SkiffRuntime
 
 /// What the engine keeps of one container, in `ROOT/containers/ID/container.json`: enough to
 /// list it, start it again, and tell whether it still runs. Written atomically under the store's
@@ -42,7 +43,7 @@ public struct ContainerRecord: Codable, Equatable, Sendable {
         self.imageID = imageID
         self.layers = layers
         self.command = command
-        created = ContainerStore.timestamp()
+        created = StateStore.timestamp()
         self.autoRemove = autoRemove
         status = .created
     }
@@ -79,13 +80,13 @@ public struct ContainerStore: Sendable {
         } catch {
             throw SkiffError(.setupFailed, "cannot create \(directory)", cause: error)
         }
-        let path = directory + "/.lock"
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw SkiffError(.setupFailed, "cannot open \(path)", cause: SyscallError("open", path: path)) }
-        defer { close(fd) }
-        while flock(fd, LOCK_EX) != 0 {
-            guard errno == EINTR else { throw SkiffError(.setupFailed, "cannot lock \(path)", cause: SyscallError("flock", path: path)) }
+        let lock: Files.FileLock
+        do {
+            lock = try Files.lock(directory + "/.lock")
+        } catch {
+            throw SkiffError(.setupFailed, "cannot lock the container store \(directory)", cause: error)
         }
+        defer { lock.release() }
         return try body()
     }
 
@@ -93,12 +94,7 @@ public struct ContainerStore: Sendable {
     public func rename(_ id: String, to name: String) throws(SkiffError) {
         try Self.validate(name: name)
         try locked { () throws(SkiffError) in
-            if let other = all().first(where: { $0.name == name && $0.id != id }) {
-                throw SkiffError(
-                    .invalidInput,
-                    "the container name \"/\(name)\" is already in use by container \(other.id.prefix(12)): remove it or choose another name"
-                )
-            }
+            try ensureFree(name, except: id)
             var record = try load(id)
             record.name = name
             try save(record)
@@ -108,13 +104,17 @@ public struct ContainerStore: Sendable {
     /// Records a new container; a name already taken is refused before anything is made.
     public func add(_ record: ContainerRecord) throws(SkiffError) {
         try locked { () throws(SkiffError) in
-            if let other = all().first(where: { $0.name == record.name }) {
-                throw SkiffError(
-                    .invalidInput,
-                    "the container name \"/\(record.name)\" is already in use by container \(other.id.prefix(12)): remove it or choose another name"
-                )
-            }
+            try ensureFree(record.name, except: record.id)
             try save(record)
+        }
+    }
+
+    /// Refuses `name` when a container other than `id` has it. Call holding the lock.
+    private func ensureFree(_ name: String, except id: String) throws(SkiffError) {
+        if let other = all().first(where: { $0.name == name && $0.id != id }) {
+            throw SkiffError(
+                .invalidInput,
+                "the container name \"/\(name)\" is already in use by container \(other.id.prefix(12)): remove it or choose another name")
         }
     }
 
@@ -190,12 +190,5 @@ public struct ContainerStore: Sendable {
         let nouns = ["skiff", "dinghy", "ketch", "sloop", "yawl", "cutter", "punt", "raft", "canoe", "kayak", "barge", "tender"]
         let value = Int(id.prefix(8), radix: 16) ?? 0
         return "\(adjectives[value % adjectives.count])_\(nouns[(value / adjectives.count) % nouns.count])_\(value % 1000)"
-    }
-
-    /// RFC 3339 in UTC, as Docker writes times.
-    public static func timestamp(_ date: Date = Date()) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.string(from: date)
     }
 }

@@ -33,7 +33,7 @@ public struct ImageContainer {
     /// 64 hex digits, as Docker's container ids.
     public static func newID() -> String {
         // The system generator reads getrandom(2).
-        return (0..<32).map { _ in UInt8.random(in: 0...255) }.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+        return Files.hexadecimal((0..<32).map { _ in UInt8.random(in: 0...255) })
     }
 
     public var rootfs: String { directory + "/bundle/rootfs" }
@@ -77,9 +77,8 @@ public struct ImageContainer {
 
     /// Unmounts the root and removes the directory with the writable layer.
     public func remove() throws(SkiffError) {
-        for target in ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf", ""] {
-            try? kernel.run(.umount(rootfs + target, detach: true), why: "the container's root goes with it")
-        }
+        // A lazy unmount detaches the mounts beneath it too: the init layer's file binds.
+        try? kernel.run(.umount(rootfs, detach: true), why: "the container's root goes with it")
         do {
             try FileTree.remove(directory)
         } catch {

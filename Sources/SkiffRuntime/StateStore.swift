@@ -89,7 +89,8 @@ public struct StateStore: Sendable {
         return fields.count > 19 ? UInt64(fields[19]) : nil
     }
 
-    static func timestamp() -> String {
+    /// Now, in RFC 3339 with fractional seconds, UTC: how the runtime and the engine write times.
+    public static func timestamp() -> String {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         return formatter.string(from: Date())

@@ -56,7 +56,7 @@ struct Lesson12Images: Lesson {
             say("pulled \(reference) as \(pulled.manifestDigest)")
         }
         let stored = try images.resolve(image)
-        let imageLayers = try images.withLease { () throws(SkiffError) in try images.unpack(stored) }
+        let imageLayers = try images.unpack(stored)
         kernel.narrator.note("image \(stored.id.short): \(imageLayers.count) layers, bottom first: \(imageLayers.joined(separator: " "))")
         let process = try ImageProcess(
             config: stored.config, command: lesson.command.isEmpty ? nil : lesson.command, environment: env, user: user,
